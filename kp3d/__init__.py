@@ -1,0 +1,1 @@
+"""kp3d: unsupervised 3D keypoints from category image collections."""

@@ -1,0 +1,63 @@
+"""The edge map: max over segments of w exp(-d / sigma) or w exp(-d^2 / sigma) (SPEC section 3)."""
+
+import functools
+
+import torch
+
+from ... import _backend, _validate
+from ..._dispatch import compute_dtype, family
+from . import naive
+
+FALLOFFS = ("exp", "gaussian")
+
+
+@functools.lru_cache(maxsize=64)
+def _all_pairs(num_keypoints: int, device: torch.device) -> torch.Tensor:
+    return torch.triu_indices(num_keypoints, num_keypoints, 1, device=device).t().contiguous()
+
+
+def all_pairs(num_keypoints: int, device=None) -> torch.Tensor:
+    """All pairs a < b in the order of torch.triu_indices(K, K, 1): (K(K-1)/2, 2) int64."""
+    return _all_pairs(num_keypoints, torch.device(device or "cpu")).clone()
+
+
+def edge_map(keypoints, weights, size, sigma, *, edges=None, falloff="exp", backend="auto"):
+    """Render the weighted segments between keypoints into a (B, H, W) map.
+
+    Args:
+        keypoints: (B, K, 2) in (x, y) order, normalised to [-1, 1] on the align-corners grid
+            (pixel (r, c) has centre x = -1 + 2c/(W-1), y = -1 + 2r/(H-1)).
+        weights: (E,) shared by the batch, or (B, E); non-negative.
+        size: H, or (H, W).
+        sigma: the falloff width (> 0); AutoLink's `thick` for the gaussian falloff.
+        edges: (E, 2) integer pairs (a, b); None means all pairs a < b (triu order).
+        falloff: "exp" (w exp(-d/sigma)) or "gaussian" (w exp(-d^2/sigma)).
+        backend: "auto", "torch", "cpu", "cuda" or "triton" (SPEC section 6).
+
+    Returns:
+        (B, H, W) in the dtype of `keypoints`: S(p) = max_e w_e exp(-f_e(p)). Gradients reach
+        the keypoints and the weights through each pixel's winning edge.
+    """
+    _validate.keypoints("keypoints", keypoints)
+    B, K, _ = keypoints.shape
+    height, width = _validate.size2d("size", size)
+    sigma = _validate.positive_number("sigma", sigma)
+    _validate.choice("falloff", falloff, FALLOFFS)
+    if edges is None:
+        edges = _all_pairs(K, keypoints.device)
+    else:
+        _validate.edges("edges", edges, K, keypoints.device)
+    _validate.edge_weights("weights", weights, B, edges.shape[0], keypoints.device)
+    backend = _backend.resolve(backend, keypoints.device)
+    gaussian = falloff == "gaussian"
+
+    dtype = compute_dtype(keypoints, weights)
+    kp = keypoints.to(dtype)
+    w = weights.to(dtype)
+    if backend == "torch":
+        out = naive.edge_map(kp, w, height, width, sigma, edges.long(), gaussian)
+    else:
+        w = w.expand(B, -1).contiguous()  # autograd sums the (B, E) gradient back to (E,)
+        out, _ = family(backend).edge_map_fwd(kp.contiguous(), w, edges.long().contiguous(),
+                                              height, width, sigma, gaussian)
+    return out.to(keypoints.dtype)

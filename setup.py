@@ -1,0 +1,98 @@
+"""Builds kp3d_kernels._C (C++ CPU kernels, plus CUDA kernels when possible) and kp3d.
+
+    pip install --no-build-isolation .      # compiles against the installed torch
+
+The CUDA kernels (csrc/cuda/*.cu) are added when torch is a CUDA build and a CUDA toolkit is
+found, or when FORCE_CUDA=1 (then TORCH_CUDA_ARCH_LIST is required if no GPU is visible).
+Without torch in the build environment (plain `pip install .` with build isolation) nothing is
+compiled: the C++ sources are packaged and compiled with ninja on first use, with a warning.
+"""
+
+import glob
+import os
+import shutil
+import sys
+
+from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+class BuildPyWithSources(build_py):
+    """Also ship csrc/ inside the package (as kp3d_kernels/_csrc) for the on-first-use build."""
+
+    def run(self):
+        super().run()
+        target = os.path.join(self.build_lib, "kp3d_kernels", "_csrc")
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(os.path.join(ROOT, "csrc"), target,
+                        ignore=shutil.ignore_patterns("*.o", "__pycache__"))
+
+
+def say(message):
+    print(f"kp3d setup: {message}", file=sys.stderr)
+
+
+def extension_modules():
+    try:
+        import torch
+        from torch.utils import cpp_extension
+    except ImportError:
+        say("torch is not importable in the build environment, so NO kernels are compiled now. "
+            "They will be compiled on first use (needs ninja and a C++ compiler). To compile them "
+            "now: pip install torch first, then pip install --no-build-isolation .")
+        return [], {}
+
+    sources = ["csrc/ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
+    cxx_flags = ["-O3", "-g0", "-fopenmp", "-std=c++17"]
+    define_macros = []
+    cuda_sources = sorted(glob.glob("csrc/cuda/*.cu")) + sorted(glob.glob("csrc/cuda/*.cpp"))
+    force_cuda = os.environ.get("FORCE_CUDA") == "1"
+    want_cuda = bool(cuda_sources) and (
+        force_cuda or (torch.version.cuda is not None and cpp_extension.CUDA_HOME is not None))
+    if want_cuda:
+        if torch.version.cuda is None:
+            raise RuntimeError("FORCE_CUDA=1 but this torch is a CPU-only build; install a CUDA "
+                               "build of torch to compile the CUDA kernels")
+        if not torch.cuda.is_available() and not os.environ.get("TORCH_CUDA_ARCH_LIST"):
+            raise RuntimeError("no GPU is visible: set TORCH_CUDA_ARCH_LIST (e.g. '8.0;9.0') to "
+                               "choose the architectures to compile for")
+        say(f"building the CPU and CUDA kernels (CUDA {torch.version.cuda}, "
+            f"toolkit {cpp_extension.CUDA_HOME})")
+        ext = cpp_extension.CUDAExtension(
+            "kp3d_kernels._C", sources + cuda_sources, include_dirs=[os.path.join(ROOT, "csrc")],
+            define_macros=define_macros + [("KP3D_WITH_CUDA", None)],
+            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-lineinfo", "--use_fast_math"]},
+            extra_link_args=["-fopenmp"])
+    else:
+        why = ("torch is a CPU-only build" if torch.version.cuda is None else
+               "no CUDA toolkit was found (set CUDA_HOME)")
+        say(f"building the CPU kernels only ({why}); the `cuda` backend will be unavailable")
+        ext = cpp_extension.CppExtension(
+            "kp3d_kernels._C", sources, include_dirs=[os.path.join(ROOT, "csrc")],
+            define_macros=define_macros, extra_compile_args=cxx_flags,
+            extra_link_args=["-fopenmp"])
+    return [ext], {"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)}
+
+
+ext_modules, cmdclass = extension_modules()
+cmdclass["build_py"] = BuildPyWithSources
+
+setup(
+    name="kp3d",
+    version="0.1.0",
+    description="Unsupervised 3D keypoints from category image collections, with fused "
+                "edge-map, soft-argmax and repulsion kernels",
+    packages=find_packages(include=["kp3d", "kp3d.*", "kp3d_kernels", "kp3d_kernels.*"]),
+    python_requires=">=3.10",
+    install_requires=["torch>=2.4", "numpy"],
+    extras_require={
+        "triton": ["triton>=3.6"],
+        "viz": ["Pillow", "matplotlib", "tqdm"],
+        "test": ["pytest", "pytest-benchmark", "hypothesis"],
+    },
+    entry_points={"console_scripts": ["kp3d=kp3d.cli:main"]},
+    ext_modules=ext_modules,
+    cmdclass=cmdclass,
+)
