@@ -1,0 +1,244 @@
+"""A small numpy renderer: superquadric meshes, a vectorised z-buffer rasteriser, shading,
+procedural backgrounds and blur.
+
+Frames. Objects are built in a right-handed object frame (x right, y up, z towards the viewer).
+The camera is orthographic (weak perspective): a rotated point ``P`` lands on pixel
+``(cx + s P_x, cy - s P_y)`` with depth ``s P_z`` (towards the viewer), so the returned camera
+frame is (x right, y down, z towards the viewer) in pixel units, pixel centres at integers.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+
+# ----------------------------------------------------------------------------- meshes
+
+@lru_cache(maxsize=None)
+def uv_sphere(n_lat: int, n_lon: int):
+    """Unit-sphere template: returns (lat, lon, faces) with outward (counter-clockwise) winding.
+
+    Vertex 0 is the south pole, vertex 1 the north pole, then ``n_lat - 1`` rings of ``n_lon``.
+    ``lon = 0`` faces +z (the viewer when unrotated), ``lon = +pi/2`` faces +x.
+    """
+    lats = np.linspace(-np.pi / 2, np.pi / 2, n_lat + 1)[1:-1]
+    lons = np.linspace(-np.pi, np.pi, n_lon, endpoint=False)
+    LAT, LON = np.meshgrid(lats, lons, indexing="ij")
+    lat = np.concatenate([[-np.pi / 2, np.pi / 2], LAT.ravel()])
+    lon = np.concatenate([[0.0, 0.0], LON.ravel()])
+    faces = []
+    R = n_lat - 1
+
+    def vid(r, c):
+        return 2 + r * n_lon + (c % n_lon)
+
+    for c in range(n_lon):
+        faces.append((0, vid(0, c + 1), vid(0, c)))
+        faces.append((1, vid(R - 1, c), vid(R - 1, c + 1)))
+        for r in range(R - 1):
+            a, b, cc, d = vid(r, c), vid(r, c + 1), vid(r + 1, c + 1), vid(r + 1, c)
+            faces.append((a, b, cc))
+            faces.append((a, cc, d))
+    faces = np.asarray(faces, np.int64)
+    # make the winding outward: the face normal must point away from the centre
+    p = sphere_points(lat, lon)
+    v = p[faces]
+    n = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
+    flip = (n * v.mean(1)).sum(1) < 0
+    faces[flip] = faces[flip][:, ::-1]
+    lat.setflags(write=False)
+    lon.setflags(write=False)
+    faces.setflags(write=False)
+    return lat, lon, faces
+
+
+def sphere_points(lat, lon):
+    """Unit vectors for latitude/longitude (lon = 0 towards +z, lon = pi/2 towards +x)."""
+    cl = np.cos(lat)
+    return np.stack([cl * np.sin(lon), np.sin(lat), cl * np.cos(lon)], axis=-1)
+
+
+def _spow(t, e):
+    return np.sign(t) * np.abs(t) ** e
+
+
+def superquadric_points(lat, lon, e_lat: float = 1.0, e_lon: float = 1.0):
+    """Points of a unit superquadric (e = 1: sphere; e < 1: boxier; e -> 0: a box)."""
+    cl = _spow(np.cos(lat), e_lat)
+    return np.stack([cl * _spow(np.sin(lon), e_lon), _spow(np.sin(lat), e_lat), cl * _spow(np.cos(lon), e_lon)], -1)
+
+
+def rotation_matrix(yaw: float = 0.0, pitch: float = 0.0, roll: float = 0.0) -> np.ndarray:
+    """R = Rz(roll) @ Rx(pitch) @ Ry(yaw) in the right-handed object frame (angles in radians).
+
+    Positive yaw turns the object's front (+z) towards +x (image right); positive pitch turns it
+    down (towards -y, image down); positive roll rotates counter-clockwise as seen by the viewer.
+    """
+    cy, sy = np.cos(yaw), np.sin(yaw)
+    cp, sp = np.cos(pitch), np.sin(pitch)
+    cr, sr = np.cos(roll), np.sin(roll)
+    Ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    Rx = np.array([[1, 0, 0], [0, cp, sp], [0, -sp, cp]])
+    Rz = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
+    return Rz @ Rx @ Ry
+
+
+def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    v = verts[faces]
+    fn = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
+    n = np.zeros_like(verts)
+    idx = faces.ravel()
+    for c in range(3):
+        n[:, c] = np.bincount(idx, weights=np.repeat(fn[:, c], 3), minlength=len(verts))
+    n /= np.linalg.norm(n, axis=1, keepdims=True) + 1e-12
+    return n
+
+
+# ----------------------------------------------------------------------------- rasteriser
+
+def rasterize(xy: np.ndarray, z: np.ndarray, faces: np.ndarray, size: int):
+    """Z-buffer rasterisation of triangles sampled at integer pixel centres.
+
+    xy: (V, 2) pixel coordinates (x right, y down); z: (V,) depth, larger = nearer the viewer;
+    faces: (F, 3). Returns (pix, tri, bary, zbuf): flat indices of the covered pixels, the winning
+    triangle and its barycentric weights there, and the full (size*size,) depth buffer (-inf where
+    empty). Fully vectorised: every triangle is expanded to the pixels of its bounding box.
+    """
+    S = size
+    v = xy[faces]  # (F, 3, 2)
+    x0, y0 = v[:, 0, 0], v[:, 0, 1]
+    x1, y1 = v[:, 1, 0], v[:, 1, 1]
+    x2, y2 = v[:, 2, 0], v[:, 2, 1]
+    area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+    xmin = np.maximum(np.ceil(v[:, :, 0].min(1)), 0).astype(np.int64)
+    xmax = np.minimum(np.floor(v[:, :, 0].max(1)), S - 1).astype(np.int64)
+    ymin = np.maximum(np.ceil(v[:, :, 1].min(1)), 0).astype(np.int64)
+    ymax = np.minimum(np.floor(v[:, :, 1].max(1)), S - 1).astype(np.int64)
+    w = xmax - xmin + 1
+    h = ymax - ymin + 1
+    ok = (w > 0) & (h > 0) & (np.abs(area) > 1e-10)
+    ids = np.nonzero(ok)[0]
+    zbuf = np.full(S * S, -np.inf)
+    if ids.size == 0:
+        e = np.zeros(0, np.int64)
+        return e, e, np.zeros((0, 3)), zbuf
+    inv = 1.0 / area[ids]
+    # barycentric weight i = A_i x + B_i y + C_i
+    A = np.stack([(y1 - y2)[ids], (y2 - y0)[ids], (y0 - y1)[ids]], 1) * inv[:, None]
+    B = np.stack([(x2 - x1)[ids], (x0 - x2)[ids], (x1 - x0)[ids]], 1) * inv[:, None]
+    C = np.stack([(x1 * y2 - x2 * y1)[ids], (x2 * y0 - x0 * y2)[ids], (x0 * y1 - x1 * y0)[ids]], 1) * inv[:, None]
+    n = (w * h)[ids]
+    tri_local = np.repeat(np.arange(ids.size), n)
+    start = np.cumsum(n) - n
+    off = np.arange(int(n.sum())) - np.repeat(start, n)
+    wl = w[ids][tri_local]
+    px = xmin[ids][tri_local] + off % wl
+    py = ymin[ids][tri_local] + off // wl
+    bary = A[tri_local] * px[:, None] + B[tri_local] * py[:, None] + C[tri_local]
+    inside = (bary >= -1e-7).all(1)
+    bary, tri_local, px, py = bary[inside], tri_local[inside], px[inside], py[inside]
+    tri = ids[tri_local]
+    depth = (bary * z[faces[tri]]).sum(1)
+    pid = py * S + px
+    np.maximum.at(zbuf, pid, depth)
+    win = depth >= zbuf[pid]
+    pid, tri, bary = pid[win], tri[win], bary[win]
+    # ties: keep one sample per pixel
+    pid, first = np.unique(pid, return_index=True)
+    return pid, tri[first], bary[first], zbuf
+
+
+def shade(normals, albedo, spec_strength, light_dir, ambient: float, diffuse: float,
+          shininess: float = 20.0, light_colour=(1.0, 1.0, 1.0)):
+    """Lambert + Blinn-Phong shading in the object-aligned camera frame (viewer along +z)."""
+    n = normals / (np.linalg.norm(normals, axis=-1, keepdims=True) + 1e-12)
+    ndl = np.clip(n @ light_dir, 0.0, None)
+    half = light_dir + np.array([0.0, 0.0, 1.0])
+    half = half / np.linalg.norm(half)
+    spec = np.clip(n @ half, 0.0, None) ** shininess * spec_strength
+    lc = np.asarray(light_colour)
+    return albedo * (ambient + diffuse * ndl[:, None] * lc) + spec[:, None] * lc
+
+
+# ----------------------------------------------------------------------------- image helpers
+
+def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable gaussian blur of an (H, W, C) image with reflected borders."""
+    if sigma <= 0.05:
+        return img
+    r = max(1, int(np.ceil(2.5 * sigma)))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    k /= k.sum()
+    pad = np.pad(img, ((r, r), (0, 0), (0, 0)), mode="reflect")
+    out = np.zeros_like(img)
+    H, W = img.shape[:2]
+    for i, kv in enumerate(k):
+        out += kv * pad[i:i + H]
+    pad = np.pad(out, ((0, 0), (r, r), (0, 0)), mode="reflect")
+    out2 = np.zeros_like(img)
+    for i, kv in enumerate(k):
+        out2 += kv * pad[:, i:i + W]
+    return out2
+
+
+def smooth_noise(rng: np.random.Generator, size: int, cells: int, channels: int = 1) -> np.ndarray:
+    """Value noise: a (cells x cells) random grid bilinearly upsampled to (size, size, channels)."""
+    g = rng.random((cells + 1, cells + 1, channels))
+    t = np.linspace(0, cells, size)
+    i = np.minimum(t.astype(int), cells - 1)
+    f = (t - i)[:, None, None]
+    rows = g[i] * (1 - f) + g[i + 1] * f  # (size, cells+1, C)
+    fc = (t - i)[None, :, None]
+    return rows[:, i] * (1 - fc) + rows[:, i + 1] * fc
+
+
+def random_colour(rng, lo=0.0, hi=1.0):
+    return lo + (hi - lo) * rng.random(3)
+
+
+def random_background(rng: np.random.Generator, size: int, kind: str = "any") -> np.ndarray:
+    """A random cluttered background: gradient, value-noise texture, shapes and stripes."""
+    S = size
+    yy, xx = np.mgrid[0:S, 0:S] / max(S - 1, 1)
+    c0, c1 = random_colour(rng, 0.05, 0.95), random_colour(rng, 0.05, 0.95)
+    ang = rng.uniform(0, 2 * np.pi)
+    t = (np.cos(ang) * (xx - 0.5) + np.sin(ang) * (yy - 0.5)) + 0.5
+    img = c0 * (1 - t[..., None]) + c1 * t[..., None]
+    if kind == "outdoor":  # sky above a ground plane
+        horizon = rng.uniform(0.35, 0.7)
+        sky = np.array([0.45, 0.65, 0.9]) * rng.uniform(0.7, 1.15) + rng.normal(0, 0.05, 3)
+        ground = random_colour(rng, 0.15, 0.6) * np.array([1.0, 0.95, 0.85])
+        skyimg = sky * (1 - 0.4 * yy[..., None]) + 0.25 * (1 - yy[..., None]) * (1 - sky)
+        gt = np.clip((yy - horizon) / max(1e-6, 1 - horizon), 0, 1)[..., None]
+        gimg = ground * (0.8 + 0.4 * gt) + 0.15 * (smooth_noise(rng, S, 12, 1) - 0.5)
+        img = np.where((yy > horizon)[..., None], gimg, 0.7 * skyimg + 0.3 * img)
+    amp = rng.uniform(0.0, 0.5)
+    img = img + amp * (smooth_noise(rng, S, int(rng.integers(2, 8)), 3) - 0.5)
+    for _ in range(int(rng.integers(0, 6))):
+        col = random_colour(rng)
+        cx, cy = rng.random(2)
+        if rng.random() < 0.5:  # ellipse
+            rx, ry = rng.uniform(0.04, 0.35, 2)
+            m = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 < 1
+        else:  # rotated rectangle or stripe
+            a = rng.uniform(0, np.pi)
+            u = np.cos(a) * (xx - cx) + np.sin(a) * (yy - cy)
+            v = -np.sin(a) * (xx - cx) + np.cos(a) * (yy - cy)
+            m = (np.abs(u) < rng.uniform(0.02, 0.3)) & (np.abs(v) < rng.uniform(0.05, 0.8))
+        alpha = rng.uniform(0.4, 1.0)
+        img[m] = (1 - alpha) * img[m] + alpha * col
+    return np.clip(img, 0, 1)
+
+
+def finish_image(rng: np.random.Generator, img: np.ndarray, size: int, blur_max: float = 1.0,
+                 noise_max: float = 0.04) -> np.ndarray:
+    """Camera effects: blur (sigma scales with the image size), colour jitter, gamma, noise."""
+    sigma = rng.uniform(0.0, blur_max) * size / 64.0
+    if rng.random() < 0.7:
+        img = gaussian_blur(img, sigma)
+    img = img * rng.uniform(0.85, 1.15, 3) + rng.uniform(-0.06, 0.06)
+    img = np.clip(img, 0, 1) ** rng.uniform(0.8, 1.25)
+    img = img + rng.normal(0.0, rng.uniform(0.0, noise_max), img.shape)
+    return np.clip(img, 0.0, 1.0)

@@ -1,0 +1,178 @@
+"""Procedural synthetic categories: a common scene renderer and the on-the-fly dataset.
+
+Each category module provides ``LANDMARK_NAMES``, ``EYE_INDICES`` and
+``sample_scene(rng, size) -> Scene``. A scene is a list of mesh parts already posed in the
+right-handed world frame (x right, y up, z towards the viewer), the landmarks in the same frame,
+the orthographic camera (centre and pixels per unit), the lighting and a background image.
+Rendering, landmark projection and z-buffer visibility are shared here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import render
+from .base import DatasetError, DatasetInfo, check_image_size, check_split, pack_item
+
+SPLIT_CODES = {"train": 0, "regress": 1, "test": 2}
+DEFAULT_LENGTHS = {"train": 10000, "regress": 1000, "test": 1000}
+
+
+@dataclass
+class Part:
+    verts: np.ndarray  # (V, 3) world frame
+    faces: np.ndarray  # (F, 3)
+    colour: np.ndarray  # (V, 3) albedo in [0, 1]
+    spec: np.ndarray  # (V,) specular strength
+
+
+@dataclass
+class Scene:
+    parts: list
+    landmarks: np.ndarray  # (L, 3) world frame
+    centre: tuple  # pixel position of the world origin (x, y)
+    scale: float  # pixels per world unit
+    light_dir: np.ndarray  # (3,) unit, world frame
+    ambient: float
+    diffuse: float
+    light_colour: np.ndarray
+    background: np.ndarray  # (S, S, 3)
+    yaw_deg: float = float("nan")
+    shininess: float = 20.0
+    occlusion_tol: float = 0.05  # world units of depth slack for the visibility test
+
+
+def make_part(points, faces, colour, spec=0.0) -> Part:
+    points = np.asarray(points, float)
+    V = len(points)
+    colour = np.asarray(colour, float)
+    if colour.ndim == 1:
+        colour = np.broadcast_to(colour, (V, 3))
+    spec = np.broadcast_to(np.asarray(spec, float), (V,))
+    return Part(points, faces, colour, spec)
+
+
+def ellipsoid_map(centre, radii, R=None):
+    """Return (M, c) so that unit-sphere point u maps to c + M u."""
+    M = np.diag(np.asarray(radii, float))
+    if R is not None:
+        M = R @ M
+    return M, np.asarray(centre, float)
+
+
+def extreme_point(M, c, direction):
+    """Point of the ellipsoid {c + M u, |u| = 1} furthest along ``direction``."""
+    d = np.asarray(direction, float)
+    m = M.T @ d
+    return c + M @ (m / (np.linalg.norm(m) + 1e-12))
+
+
+def render_scene(scene: Scene, size: int):
+    """Render a scene. Returns (image (S, S, 3) in [0, 1], landmarks_2d (L, 2), landmarks_3d (L, 3), visible (L,))."""
+    S = size
+    verts, faces, colour, spec = [], [], [], []
+    off = 0
+    for p in scene.parts:
+        verts.append(p.verts)
+        faces.append(p.faces + off)
+        colour.append(p.colour)
+        spec.append(p.spec)
+        off += len(p.verts)
+    V = np.concatenate(verts)
+    F = np.concatenate(faces)
+    col = np.concatenate(colour)
+    spc = np.concatenate(spec)
+    cx, cy = scene.centre
+    s = scene.scale
+    xy = np.stack([cx + s * V[:, 0], cy - s * V[:, 1]], 1)
+    z = s * V[:, 2]
+    tv = V[F]
+    fn_z = (tv[:, 1, 0] - tv[:, 0, 0]) * (tv[:, 2, 1] - tv[:, 0, 1]) - (tv[:, 1, 1] - tv[:, 0, 1]) * (tv[:, 2, 0] - tv[:, 0, 0])
+    front = F[fn_z > 0]  # back-face culling (outward winding, viewer along +z)
+    pid, tri, bary, zbuf = render.rasterize(xy, z, front, S)
+    vn = render.vertex_normals(V, F)
+    fv = front[tri]
+    nrm = (bary[:, :, None] * vn[fv]).sum(1)
+    alb = (bary[:, :, None] * col[fv]).sum(1)
+    sp = (bary * spc[fv]).sum(1)
+    rgb = render.shade(nrm, alb, sp, scene.light_dir, scene.ambient, scene.diffuse, scene.shininess, scene.light_colour)
+    img = scene.background.reshape(S * S, 3).copy()
+    img[pid] = rgb
+    img = img.reshape(S, S, 3)
+
+    L = scene.landmarks
+    lm2d = np.stack([cx + s * L[:, 0], cy - s * L[:, 1]], 1)
+    lm3d = np.concatenate([lm2d, s * L[:, 2:3]], 1)
+    r = np.rint(lm2d).astype(np.int64)
+    inside = (r[:, 0] >= 0) & (r[:, 0] < S) & (r[:, 1] >= 0) & (r[:, 1] < S)
+    visible = np.zeros(len(L), bool)
+    if inside.any():
+        ri = r[inside]
+        # nearest surface depth in a 3x3 neighbourhood, so silhouette landmarks are not lost to sampling
+        zb = zbuf.reshape(S, S)
+        best = np.full(len(ri), -np.inf)
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                yy = np.clip(ri[:, 1] + dy, 0, S - 1)
+                xx = np.clip(ri[:, 0] + dx, 0, S - 1)
+                zz = zb[yy, xx]
+                if dx == 0 and dy == 0:
+                    centre_z = zz
+                best = np.maximum(best, zz)
+        # visible when nothing in front of it at its pixel (background counts as nothing)
+        zc = np.where(np.isfinite(centre_z), centre_z, -np.inf)
+        visible[inside] = lm3d[inside, 2] >= zc - scene.occlusion_tol * s
+    return img, lm2d, lm3d, visible
+
+
+class SyntheticDataset(torch.utils.data.Dataset):
+    """On-the-fly procedural dataset; item ``i`` of a split is a pure function of (seed, split, i)."""
+
+    def __init__(self, spec: str, category: str, split: str = "train", image_size: int = 64, *, seed: int = 0,
+                 length: int | None = None):
+        from . import synthetic_car, synthetic_face
+
+        modules = {"face": synthetic_face, "car": synthetic_car}
+        if category not in modules:
+            raise DatasetError(f"dataset {spec!r}: unknown synthetic category {category!r} "
+                               f"(available: {', '.join(sorted(modules))})")
+        check_split(spec, split)
+        self.spec = spec
+        self.category = category
+        self.module = modules[category]
+        self.split = split
+        self.image_size = check_image_size(spec, image_size)
+        self.seed = int(seed)
+        if length is None:
+            length = DEFAULT_LENGTHS[split]
+        if int(length) < 1:
+            raise DatasetError(f"dataset {spec!r}: length must be >= 1, got {length!r}")
+        self.length = int(length)
+        names = list(self.module.LANDMARK_NAMES)
+        self.info = DatasetInfo(name=spec, landmark_names=names, num_landmarks=len(names), has_3d=True,
+                                eye_indices=self.module.EYE_INDICES, image_size=self.image_size)
+
+    def __len__(self):
+        return self.length
+
+    def rng(self, i: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed & 0xFFFFFFFF, SPLIT_CODES[self.split], int(i), 0x6B703364])
+
+    def render(self, i: int):
+        """Return (image (S, S, 3) float in [0, 1], lm2d, lm3d, visible, yaw_deg) for item i."""
+        rng = self.rng(i)
+        scene = self.module.sample_scene(rng, self.image_size)
+        img, lm2d, lm3d, vis = render_scene(scene, self.image_size)
+        img = render.finish_image(rng, img, self.image_size)
+        return img, lm2d, lm3d, vis, scene.yaw_deg
+
+    def __getitem__(self, i):
+        i = int(i)
+        if not -self.length <= i < self.length:
+            raise IndexError(f"index {i} out of range for a dataset of {self.length} images")
+        i %= self.length
+        img, lm2d, lm3d, vis, yaw = self.render(i)
+        return pack_item(img, i, self.info.num_landmarks, lm2d, lm3d, vis, yaw)

@@ -1,0 +1,231 @@
+"""``synthetic:face`` — a parametric 3D head with neck and shoulders.
+
+Shape modes (each independent, drawn per image): head width, upper and lower head height,
+jaw taper, face depth, eye size and spacing, eyebrow height and tilt, nose length (protrusion),
+nose width, mouth width and opening, ear size, hairline height and hair volume.
+Pose: yaw +-75 deg, pitch +-30 deg, roll +-20 deg (head about the neck; the body follows 30 %).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import render
+from .synthetic import Scene, ellipsoid_map, extreme_point, make_part
+
+LANDMARK_NAMES = [
+    "left_eye", "right_eye", "nose_tip", "mouth_left", "mouth_right",  # the five MAFL landmarks, MAFL order
+    "left_eye_outer", "left_eye_inner", "right_eye_inner", "right_eye_outer",
+    "left_brow_outer", "left_brow_inner", "right_brow_inner", "right_brow_outer",
+    "nose_bridge", "left_nostril", "right_nostril",
+    "upper_lip", "lower_lip", "chin",
+    "left_jaw", "right_jaw", "left_ear_lobe", "right_ear_lobe", "forehead",
+]
+EYE_INDICES = (0, 1)
+
+HEAD = render.uv_sphere(26, 36)
+EYE = render.uv_sphere(10, 16)
+SMALL = render.uv_sphere(7, 12)
+BODY = render.uv_sphere(8, 20)
+
+SKIN_LIGHT = np.array([0.96, 0.80, 0.68])
+SKIN_DARK = np.array([0.40, 0.26, 0.18])
+HAIR = np.array([[0.07, 0.06, 0.05], [0.22, 0.14, 0.09], [0.42, 0.28, 0.16], [0.80, 0.66, 0.40],
+                 [0.62, 0.60, 0.58], [0.55, 0.24, 0.10]])
+IRIS = np.array([[0.30, 0.18, 0.08], [0.15, 0.10, 0.06], [0.25, 0.45, 0.65], [0.30, 0.45, 0.30]])
+
+
+class Head:
+    """The deformed head ellipsoid: unit-sphere direction -> surface point, and depth lookup."""
+
+    def __init__(self, w, h_up, h_low, d, jaw):
+        self.w, self.h_up, self.h_low, self.d, self.jaw = w, h_up, h_low, d, jaw
+
+    def taper(self, py):
+        return 1.0 - self.jaw * np.clip(-py, 0, 1) ** 1.5
+
+    def point(self, p):
+        p = np.asarray(p, float)
+        px, py, pz = p[..., 0], p[..., 1], p[..., 2]
+        X = px * self.w * self.taper(py)
+        Y = py * np.where(py > 0, self.h_up, self.h_low)
+        Z = pz * self.d * (1.0 - 0.12 * np.clip(-py, 0, 1))
+        return np.stack([X, Y, Z], -1)
+
+    def surface_z(self, X, Y):
+        """Depth of the front surface at (X, Y) (clamped to the silhouette)."""
+        py = np.clip(Y / np.where(Y > 0, self.h_up, self.h_low), -1, 1)
+        px = X / (self.w * self.taper(py))
+        pz = np.sqrt(np.clip(1.0 - px ** 2 - py ** 2, 0.0, None))
+        return pz * self.d * (1.0 - 0.12 * np.clip(-py, 0, 1))
+
+    def attach(self, local, cx, cy, dz=0.0):
+        """Place points given relative to the surface point above (cx, cy): z follows the surface."""
+        X = cx + local[..., 0]
+        Y = cy + local[..., 1]
+        Z = self.surface_z(X, Y) + local[..., 2] + dz
+        return np.stack([X, Y, Z], -1)
+
+
+def _unit(v):
+    v = np.asarray(v, float)
+    return v / np.linalg.norm(v)
+
+
+def _rot_z(a):
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+
+
+def _rot_x(a):
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+
+
+def sample_scene(rng: np.random.Generator, size: int) -> Scene:
+    u = lambda lo, hi: rng.uniform(lo, hi)  # noqa: E731
+    # ---------------------------------------------------------------- shape
+    head = Head(w=0.80 * u(0.88, 1.12), h_up=1.0 * u(0.95, 1.06), h_low=1.02 * u(0.92, 1.1),
+                d=0.90 * u(0.92, 1.06), jaw=u(0.12, 0.42))
+    eye_r = 0.105 * u(0.85, 1.15)
+    eye_sep = 0.30 * u(0.9, 1.1)
+    eye_y = 0.06 * u(0.5, 1.5)
+    brow_y = eye_y + 0.19 + u(-0.03, 0.05)
+    brow_tilt = u(-0.2, 0.25)
+    nose_len = 0.20 * u(0.7, 1.35)
+    nose_w = 0.10 * u(0.8, 1.3)
+    nose_y = -0.16
+    mouth_y = -0.56 * u(0.95, 1.05)
+    mouth_w = 0.24 * u(0.85, 1.2)
+    mouth_open = 0.16 * rng.random() ** 2.0
+    ear_s = u(0.85, 1.2)
+    hairline = u(0.45, 0.8)
+    hair_vol = u(0.02, 0.14)
+
+    # ---------------------------------------------------------------- appearance
+    t = rng.random()
+    skin = SKIN_LIGHT * (1 - t) + SKIN_DARK * t
+    skin = np.clip(skin * u(0.95, 1.05) + rng.normal(0, 0.02, 3), 0, 1)
+    hair = np.clip(HAIR[rng.integers(len(HAIR))] * u(0.8, 1.2) + rng.normal(0, 0.02, 3), 0, 1)
+    iris = IRIS[rng.integers(len(IRIS))]
+    lips = np.clip(skin * np.array([0.95, 0.55, 0.55]) * u(0.8, 1.05) + np.array([0.12, 0.0, 0.02]), 0, 1)
+    cloth = render.random_colour(rng, 0.05, 0.9)
+    brow_col = hair * 0.6 + 0.05 * (1 - t)
+
+    parts_head, parts_body = [], []
+    # head with hair
+    lat, lon, f = HEAD
+    p = render.sphere_points(lat, lon)
+    hairness = np.clip((p[:, 1] - (hairline - 0.55 * (1 - p[:, 2]))) / 0.08, 0, 1)
+    hp = head.point(p) * (1 + hair_vol * hairness)[:, None]
+    vcol = skin * (1 + rng.normal(0, 0.025, (len(p), 1)))
+    hcol = hair * (1 + rng.normal(0, 0.08, (len(p), 1)))
+    colour = vcol * (1 - hairness[:, None]) + hcol * hairness[:, None]
+    parts_head.append(make_part(hp, f, np.clip(colour, 0, 1), 0.04 + 0.1 * hairness))
+
+    lm = {}
+    # eyes: sclera + iris + pupil, with a dark upper lid
+    lat, lon, f = EYE
+    pe = render.sphere_points(lat, lon)
+    eye_col = np.where((pe[:, 2] > 0.93)[:, None], np.array([0.03, 0.03, 0.03]),
+                       np.where((pe[:, 2] > 0.80)[:, None], iris, np.array([0.92, 0.9, 0.86])))
+    ls, ss_, fs = SMALL
+    ps = render.sphere_points(ls, ss_)
+    for side, name in ((-1, "left"), (1, "right")):
+        cx = side * eye_sep
+        radii = np.array([eye_r * 1.45, eye_r * 0.78, eye_r * 0.55])
+        parts_head.append(make_part(head.attach(pe * radii, cx, eye_y, -eye_r * 0.15), f, eye_col, 0.5))
+        lid = np.array([eye_r * 1.6, eye_r * 0.38, eye_r * 0.45])
+        parts_head.append(make_part(head.attach(ps * lid + [0, eye_r * 0.62, 0], cx, eye_y, -eye_r * 0.12),
+                                    fs, brow_col * 0.7, 0.05))
+        lm[f"{name}_eye"] = head.attach(np.array([0, 0, radii[2]]), cx, eye_y, -eye_r * 0.15)
+        o = np.array([side * radii[0] * 0.92, 0, radii[2] * np.sqrt(1 - 0.92 ** 2)])
+        lm[f"{name}_eye_outer"] = head.attach(o, cx, eye_y, -eye_r * 0.15)
+        lm[f"{name}_eye_inner"] = head.attach(o * [-1, 1, 1], cx, eye_y, -eye_r * 0.15)
+        # eyebrow
+        bw = 0.15 * u(0.9, 1.15)
+        Rb = _rot_z(-side * brow_tilt)[:2, :2]
+        loc = ps * np.array([bw, 0.032, 0.035])
+        loc[:, :2] = loc[:, :2] @ Rb.T
+        bcx = side * (eye_sep + 0.02)
+        parts_head.append(make_part(head.attach(loc, bcx, brow_y, 0.0), fs, brow_col, 0.02))
+        end = (np.array([side * bw, 0]) @ Rb.T)
+        lm[f"{name}_brow_outer"] = head.attach(np.array([end[0], end[1], 0.035]), bcx, brow_y)
+        lm[f"{name}_brow_inner"] = head.attach(np.array([-end[0], -end[1], 0.035]), bcx, brow_y)
+
+    # nose: a tilted ellipsoid, nostrils as dark blobs on its underside
+    Rn = _rot_x(-0.35)
+    nz = head.surface_z(0.0, nose_y)
+    Mn, cn = ellipsoid_map([0, nose_y, nz - nose_len * 0.45], [nose_w, 0.23, nose_len], Rn)
+    parts_head.append(make_part(cn + ps @ Mn.T, fs, skin * [1.0, 0.93, 0.9], 0.12))
+    lm["nose_tip"] = extreme_point(Mn, cn, [0, 0, 1])
+    lm["nose_bridge"] = cn + Mn @ _unit([0, 0.93, 0.37])
+    for side, name in ((-1, "left"), (1, "right")):
+        q = cn + Mn @ _unit([side * 0.55, -0.78, 0.3])
+        parts_head.append(make_part(q + ps * [0.032, 0.018, 0.02], fs, skin * 0.25, 0.0))
+        lm[f"{name}_nostril"] = q
+
+    # mouth: interior, upper and lower lips following the face surface
+    half = mouth_open / 2
+    parts_head.append(make_part(head.attach(ps * [mouth_w * 0.9, half + 0.03, 0.02], 0.0, mouth_y, -0.015), fs,
+                                np.array([0.22, 0.05, 0.06]), 0.0))
+    if mouth_open > 0.05:  # upper teeth
+        parts_head.append(make_part(head.attach(ps * [mouth_w * 0.6, 0.03, 0.02] + [0, half - 0.02, 0], 0.0,
+                                                mouth_y, -0.005), fs, np.array([0.9, 0.88, 0.8]), 0.2))
+    up_y, lo_y = mouth_y + half + 0.04, mouth_y - half - 0.05
+    parts_head.append(make_part(head.attach(ps * [mouth_w, 0.048, 0.045], 0.0, up_y), fs, lips, 0.25))
+    parts_head.append(make_part(head.attach(ps * [mouth_w * 0.9, 0.058, 0.05], 0.0, lo_y), fs, lips * 1.05, 0.3))
+    lm["mouth_left"] = head.attach(np.array([-mouth_w * 0.97, 0, 0.0]), 0.0, mouth_y)
+    lm["mouth_right"] = head.attach(np.array([mouth_w * 0.97, 0, 0.0]), 0.0, mouth_y)
+    lm["upper_lip"] = head.attach(np.array([0, 0.035, 0.035]), 0.0, up_y)
+    lm["lower_lip"] = head.attach(np.array([0, -0.04, 0.04]), 0.0, lo_y)
+
+    # head-surface landmarks
+    lm["chin"] = head.point(_unit([0, -0.93, 0.37]))
+    lm["left_jaw"] = head.point(_unit([-0.72, -0.55, 0.42]))
+    lm["right_jaw"] = head.point(_unit([0.72, -0.55, 0.42]))
+    lm["forehead"] = head.point(_unit([0, min(hairline - 0.12, 0.5), 0.88]))
+
+    # ears
+    ear_y = eye_y - 0.12
+    for side, name in ((-1, "left"), (1, "right")):
+        ex = side * head.w * head.taper(ear_y) * 0.97
+        Me, ce = ellipsoid_map([ex, ear_y, -0.12], np.array([0.07, 0.19, 0.12]) * ear_s,
+                               render.rotation_matrix(yaw=side * 0.35))
+        pts = ce + ps @ Me.T
+        # inner ear darker on the outward side
+        ecol = skin * (0.88 - 0.2 * np.clip(ps[:, 0] * side, 0, 1))[:, None]
+        parts_head.append(make_part(pts, fs, ecol, 0.05))
+        lm[f"{name}_ear_lobe"] = ce + Me @ _unit([side * 0.3, -0.95, 0.1])
+
+    # neck and shoulders
+    lb, ob, fb = BODY
+    pn = render.superquadric_points(lb, ob, 0.3, 1.0)
+    parts_body.append(make_part(pn * [0.36, 0.45, 0.34] + [0, -1.2, -0.2], fb, skin * 0.85, 0.03))
+    pt = render.superquadric_points(lb, ob, 0.8, 0.9)
+    parts_body.append(make_part(pt * [1.75, 0.75, 0.7] + [0, -2.1, -0.3], fb, cloth, 0.05))
+
+    # ---------------------------------------------------------------- pose
+    yaw, pitch, roll = np.radians(u(-75, 75)), np.radians(u(-30, 30)), np.radians(u(-20, 20))
+    pivot = np.array([0.0, -0.75, -0.2])
+    Rh = render.rotation_matrix(yaw, pitch, roll)
+    Rb = render.rotation_matrix(0.3 * yaw, 0.0, 0.3 * roll)
+    parts = []
+    for prt in parts_head:
+        prt.verts = (prt.verts - pivot) @ Rh.T + pivot
+        parts.append(prt)
+    for prt in parts_body:
+        prt.verts = (prt.verts - pivot) @ Rb.T + pivot
+        parts.append(prt)
+    L = np.stack([lm[n] for n in LANDMARK_NAMES])
+    L = (L - pivot) @ Rh.T + pivot
+
+    # ---------------------------------------------------------------- camera, light, background
+    scale = size * 0.28 * u(0.85, 1.15)
+    centre = (size / 2 - 0.5 + size * u(-0.07, 0.07), size / 2 - 0.5 - size * 0.04 + size * u(-0.07, 0.07))
+    az, el = np.radians(u(-65, 65)), np.radians(u(-15, 55))
+    light = np.array([np.sin(az) * np.cos(el), np.sin(el), np.cos(az) * np.cos(el)])
+    bg = render.random_background(rng, size)
+    return Scene(parts=parts, landmarks=L, centre=centre, scale=scale, light_dir=light,
+                 ambient=u(0.3, 0.55), diffuse=u(0.45, 0.8), light_colour=1 + rng.normal(0, 0.05, 3),
+                 background=bg, yaw_deg=float(np.degrees(yaw)), shininess=u(10, 30), occlusion_tol=0.06)
