@@ -73,8 +73,9 @@ def superquadric_points(lat, lon, e_lat: float = 1.0, e_lon: float = 1.0):
 def rotation_matrix(yaw: float = 0.0, pitch: float = 0.0, roll: float = 0.0) -> np.ndarray:
     """R = Rz(roll) @ Rx(pitch) @ Ry(yaw) in the right-handed object frame (angles in radians).
 
-    Positive yaw turns the object's front (+z) towards +x (image right); positive pitch turns it
-    down (towards -y, image down); positive roll rotates counter-clockwise as seen by the viewer.
+    Positive yaw turns the object's front (+z) towards +x (image right); positive pitch turns the
+    front up (towards +y, image up) and the top away from the viewer; positive roll rotates
+    counter-clockwise as seen by the viewer.
     """
     cy, sy = np.cos(yaw), np.sin(yaw)
     cp, sp = np.cos(pitch), np.sin(pitch)
@@ -86,13 +87,13 @@ def rotation_matrix(yaw: float = 0.0, pitch: float = 0.0, roll: float = 0.0) -> 
 
 
 def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    v = verts[faces]
-    fn = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
-    n = np.zeros_like(verts)
-    idx = faces.ravel()
+    v0, v1, v2 = verts[faces[:, 0]], verts[faces[:, 1]], verts[faces[:, 2]]
+    fn = np.cross(v1 - v0, v2 - v0)  # area-weighted face normals
+    n = np.empty_like(verts)
+    idx = faces.T.ravel()
     for c in range(3):
-        n[:, c] = np.bincount(idx, weights=np.repeat(fn[:, c], 3), minlength=len(verts))
-    n /= np.linalg.norm(n, axis=1, keepdims=True) + 1e-12
+        n[:, c] = np.bincount(idx, weights=np.tile(fn[:, c], 3), minlength=len(verts))
+    n /= np.sqrt(n[:, 0] ** 2 + n[:, 1] ** 2 + n[:, 2] ** 2)[:, None] + 1e-12
     return n
 
 
@@ -112,10 +113,11 @@ def rasterize(xy: np.ndarray, z: np.ndarray, faces: np.ndarray, size: int):
     x1, y1 = v[:, 1, 0], v[:, 1, 1]
     x2, y2 = v[:, 2, 0], v[:, 2, 1]
     area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
-    xmin = np.maximum(np.ceil(v[:, :, 0].min(1)), 0).astype(np.int64)
-    xmax = np.minimum(np.floor(v[:, :, 0].max(1)), S - 1).astype(np.int64)
-    ymin = np.maximum(np.ceil(v[:, :, 1].min(1)), 0).astype(np.int64)
-    ymax = np.minimum(np.floor(v[:, :, 1].max(1)), S - 1).astype(np.int64)
+    # (reductions over an axis of length 3 are slow in numpy: write them out)
+    xmin = np.maximum(np.ceil(np.minimum(np.minimum(x0, x1), x2)), 0).astype(np.int64)
+    xmax = np.minimum(np.floor(np.maximum(np.maximum(x0, x1), x2)), S - 1).astype(np.int64)
+    ymin = np.maximum(np.ceil(np.minimum(np.minimum(y0, y1), y2)), 0).astype(np.int64)
+    ymax = np.minimum(np.floor(np.maximum(np.maximum(y0, y1), y2)), S - 1).astype(np.int64)
     w = xmax - xmin + 1
     h = ymax - ymin + 1
     ok = (w > 0) & (h > 0) & (np.abs(area) > 1e-10)
@@ -124,11 +126,13 @@ def rasterize(xy: np.ndarray, z: np.ndarray, faces: np.ndarray, size: int):
     if ids.size == 0:
         e = np.zeros(0, np.int64)
         return e, e, np.zeros((0, 3)), zbuf
+    x0, x1, x2, y0, y1, y2 = x0[ids], x1[ids], x2[ids], y0[ids], y1[ids], y2[ids]
     inv = 1.0 / area[ids]
-    # barycentric weight i = A_i x + B_i y + C_i
-    A = np.stack([(y1 - y2)[ids], (y2 - y0)[ids], (y0 - y1)[ids]], 1) * inv[:, None]
-    B = np.stack([(x2 - x1)[ids], (x0 - x2)[ids], (x1 - x0)[ids]], 1) * inv[:, None]
-    C = np.stack([(x1 * y2 - x2 * y1)[ids], (x2 * y0 - x0 * y2)[ids], (x0 * y1 - x1 * y0)[ids]], 1) * inv[:, None]
+    # barycentric weight i = A_i x + B_i y + C_i, as a (3 weights x 3 coefficients) table per triangle
+    coef = np.empty((ids.size, 9))
+    coef[:, 0], coef[:, 1], coef[:, 2] = (y1 - y2) * inv, (x2 - x1) * inv, (x1 * y2 - x2 * y1) * inv
+    coef[:, 3], coef[:, 4], coef[:, 5] = (y2 - y0) * inv, (x0 - x2) * inv, (x2 * y0 - x0 * y2) * inv
+    coef[:, 6], coef[:, 7], coef[:, 8] = (y0 - y1) * inv, (x1 - x0) * inv, (x0 * y1 - x1 * y0) * inv
     n = (w * h)[ids]
     tri_local = np.repeat(np.arange(ids.size), n)
     start = np.cumsum(n) - n
@@ -136,18 +140,26 @@ def rasterize(xy: np.ndarray, z: np.ndarray, faces: np.ndarray, size: int):
     wl = w[ids][tri_local]
     px = xmin[ids][tri_local] + off % wl
     py = ymin[ids][tri_local] + off // wl
-    bary = A[tri_local] * px[:, None] + B[tri_local] * py[:, None] + C[tri_local]
-    inside = (bary >= -1e-7).all(1)
-    bary, tri_local, px, py = bary[inside], tri_local[inside], px[inside], py[inside]
+    c = coef[tri_local]
+    fx, fy = px.astype(np.float64), py.astype(np.float64)
+    b0 = c[:, 0] * fx + c[:, 1] * fy + c[:, 2]
+    b1 = c[:, 3] * fx + c[:, 4] * fy + c[:, 5]
+    b2 = c[:, 6] * fx + c[:, 7] * fy + c[:, 8]
+    inside = (b0 >= -1e-7) & (b1 >= -1e-7) & (b2 >= -1e-7)
+    b0, b1, b2, tri_local, px, py = b0[inside], b1[inside], b2[inside], tri_local[inside], px[inside], py[inside]
     tri = ids[tri_local]
-    depth = (bary * z[faces[tri]]).sum(1)
+    fz = z[faces[tri]]
+    depth = b0 * fz[:, 0] + b1 * fz[:, 1] + b2 * fz[:, 2]
+    bary = np.stack([b0, b1, b2], 1)
     pid = py * S + px
     np.maximum.at(zbuf, pid, depth)
     win = depth >= zbuf[pid]
     pid, tri, bary = pid[win], tri[win], bary[win]
-    # ties: keep one sample per pixel
-    pid, first = np.unique(pid, return_index=True)
-    return pid, tri[first], bary[first], zbuf
+    # ties: keep one sample per pixel (the last write wins)
+    owner = np.full(S * S, -1, np.int64)
+    owner[pid] = np.arange(pid.size)
+    first = owner[owner >= 0]
+    return pid[first], tri[first], bary[first], zbuf
 
 
 def shade(normals, albedo, spec_strength, light_dir, ambient: float, diffuse: float,
@@ -198,10 +210,18 @@ def random_colour(rng, lo=0.0, hi=1.0):
     return lo + (hi - lo) * rng.random(3)
 
 
+@lru_cache(maxsize=8)
+def _unit_grid(S: int):
+    yy, xx = np.mgrid[0:S, 0:S] / max(S - 1, 1)
+    yy.setflags(write=False)
+    xx.setflags(write=False)
+    return yy, xx
+
+
 def random_background(rng: np.random.Generator, size: int, kind: str = "any") -> np.ndarray:
     """A random cluttered background: gradient, value-noise texture, shapes and stripes."""
     S = size
-    yy, xx = np.mgrid[0:S, 0:S] / max(S - 1, 1)
+    yy, xx = _unit_grid(S)
     c0, c1 = random_colour(rng, 0.05, 0.95), random_colour(rng, 0.05, 0.95)
     ang = rng.uniform(0, 2 * np.pi)
     t = (np.cos(ang) * (xx - 0.5) + np.sin(ang) * (yy - 0.5)) + 0.5
@@ -232,11 +252,11 @@ def random_background(rng: np.random.Generator, size: int, kind: str = "any") ->
     return np.clip(img, 0, 1)
 
 
-def finish_image(rng: np.random.Generator, img: np.ndarray, size: int, blur_max: float = 1.0,
-                 noise_max: float = 0.04) -> np.ndarray:
+def finish_image(rng: np.random.Generator, img: np.ndarray, size: int, blur_max: float = 0.8,
+                 noise_max: float = 0.03) -> np.ndarray:
     """Camera effects: blur (sigma scales with the image size), colour jitter, gamma, noise."""
     sigma = rng.uniform(0.0, blur_max) * size / 64.0
-    if rng.random() < 0.7:
+    if rng.random() < 0.6:
         img = gaussian_blur(img, sigma)
     img = img * rng.uniform(0.85, 1.15, 3) + rng.uniform(-0.06, 0.06)
     img = np.clip(img, 0, 1) ** rng.uniform(0.8, 1.25)

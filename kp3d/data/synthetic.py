@@ -95,9 +95,9 @@ def render_scene(scene: Scene, size: int):
     pid, tri, bary, zbuf = render.rasterize(xy, z, front, S)
     vn = render.vertex_normals(V, F)
     fv = front[tri]
-    nrm = (bary[:, :, None] * vn[fv]).sum(1)
-    alb = (bary[:, :, None] * col[fv]).sum(1)
-    sp = (bary * spc[fv]).sum(1)
+    attr = np.concatenate([vn, col, spc[:, None]], 1)  # interpolate normal, albedo, specular together
+    a = bary[:, 0:1] * attr[fv[:, 0]] + bary[:, 1:2] * attr[fv[:, 1]] + bary[:, 2:3] * attr[fv[:, 2]]
+    nrm, alb, sp = a[:, 0:3], a[:, 3:6], a[:, 6]
     rgb = render.shade(nrm, alb, sp, scene.light_dir, scene.ambient, scene.diffuse, scene.shininess, scene.light_colour)
     img = scene.background.reshape(S * S, 3).copy()
     img[pid] = rgb
@@ -112,18 +112,8 @@ def render_scene(scene: Scene, size: int):
     if inside.any():
         ri = r[inside]
         # nearest surface depth in a 3x3 neighbourhood, so silhouette landmarks are not lost to sampling
-        zb = zbuf.reshape(S, S)
-        best = np.full(len(ri), -np.inf)
-        for dy in (-1, 0, 1):
-            for dx in (-1, 0, 1):
-                yy = np.clip(ri[:, 1] + dy, 0, S - 1)
-                xx = np.clip(ri[:, 0] + dx, 0, S - 1)
-                zz = zb[yy, xx]
-                if dx == 0 and dy == 0:
-                    centre_z = zz
-                best = np.maximum(best, zz)
-        # visible when nothing in front of it at its pixel (background counts as nothing)
-        zc = np.where(np.isfinite(centre_z), centre_z, -np.inf)
+        # visible when no surface lies more than a small tolerance in front of it at its pixel
+        zc = zbuf[ri[:, 1] * S + ri[:, 0]]
         visible[inside] = lm3d[inside, 2] >= zc - scene.occlusion_tol * s
     return img, lm2d, lm3d, visible
 

@@ -23,10 +23,16 @@ LANDMARK_NAMES = [
 ]
 EYE_INDICES = (0, 1)
 
-HEAD = render.uv_sphere(26, 36)
-EYE = render.uv_sphere(10, 16)
-SMALL = render.uv_sphere(7, 12)
-BODY = render.uv_sphere(8, 20)
+HEAD = render.uv_sphere(22, 32)
+EYE = render.uv_sphere(10, 14)
+SMALL = render.uv_sphere(6, 10)
+BODY = render.uv_sphere(8, 16)
+# unit-sphere / superquadric points of the templates, computed once
+P_HEAD = render.sphere_points(*HEAD[:2])
+P_EYE = render.sphere_points(*EYE[:2])
+P_SMALL = render.sphere_points(*SMALL[:2])
+P_NECK = render.superquadric_points(*BODY[:2], 0.3, 1.0)
+P_TORSO = render.superquadric_points(*BODY[:2], 0.8, 0.9)
 
 SKIN_LIGHT = np.array([0.96, 0.80, 0.68])
 SKIN_DARK = np.array([0.40, 0.26, 0.18])
@@ -42,22 +48,22 @@ class Head:
         self.w, self.h_up, self.h_low, self.d, self.jaw = w, h_up, h_low, d, jaw
 
     def taper(self, py):
-        return 1.0 - self.jaw * np.clip(-py, 0, 1) ** 1.5
+        return 1.0 - self.jaw * np.minimum(np.maximum(-py, 0.0), 1.0) ** 1.5
 
     def point(self, p):
         p = np.asarray(p, float)
         px, py, pz = p[..., 0], p[..., 1], p[..., 2]
         X = px * self.w * self.taper(py)
         Y = py * np.where(py > 0, self.h_up, self.h_low)
-        Z = pz * self.d * (1.0 - 0.12 * np.clip(-py, 0, 1))
+        Z = pz * self.d * (1.0 - 0.12 * np.minimum(np.maximum(-py, 0.0), 1.0))
         return np.stack([X, Y, Z], -1)
 
     def surface_z(self, X, Y):
         """Depth of the front surface at (X, Y) (clamped to the silhouette)."""
-        py = np.clip(Y / np.where(Y > 0, self.h_up, self.h_low), -1, 1)
+        py = np.minimum(np.maximum(Y / np.where(Y > 0, self.h_up, self.h_low), -1.0), 1.0)
         px = X / (self.w * self.taper(py))
-        pz = np.sqrt(np.clip(1.0 - px ** 2 - py ** 2, 0.0, None))
-        return pz * self.d * (1.0 - 0.12 * np.clip(-py, 0, 1))
+        pz = np.sqrt(np.maximum(1.0 - px ** 2 - py ** 2, 0.0))
+        return pz * self.d * (1.0 - 0.12 * np.minimum(np.maximum(-py, 0.0), 1.0))
 
     def attach(self, local, cx, cy, dz=0.0):
         """Place points given relative to the surface point above (cx, cy): z follows the surface."""
@@ -87,16 +93,16 @@ def sample_scene(rng: np.random.Generator, size: int) -> Scene:
     # ---------------------------------------------------------------- shape
     head = Head(w=0.80 * u(0.88, 1.12), h_up=1.0 * u(0.95, 1.06), h_low=1.02 * u(0.92, 1.1),
                 d=0.90 * u(0.92, 1.06), jaw=u(0.12, 0.42))
-    eye_r = 0.105 * u(0.85, 1.15)
-    eye_sep = 0.30 * u(0.9, 1.1)
+    eye_r = 0.125 * u(0.85, 1.15)
+    eye_sep = 0.31 * u(0.92, 1.08)
     eye_y = 0.06 * u(0.5, 1.5)
     brow_y = eye_y + 0.19 + u(-0.03, 0.05)
     brow_tilt = u(-0.2, 0.25)
-    nose_len = 0.20 * u(0.7, 1.35)
-    nose_w = 0.10 * u(0.8, 1.3)
+    nose_len = 0.22 * u(0.7, 1.35)
+    nose_w = 0.12 * u(0.8, 1.3)
     nose_y = -0.16
     mouth_y = -0.56 * u(0.95, 1.05)
-    mouth_w = 0.24 * u(0.85, 1.2)
+    mouth_w = 0.27 * u(0.85, 1.2)
     mouth_open = 0.16 * rng.random() ** 2.0
     ear_s = u(0.85, 1.2)
     hairline = u(0.45, 0.8)
@@ -114,8 +120,8 @@ def sample_scene(rng: np.random.Generator, size: int) -> Scene:
 
     parts_head, parts_body = [], []
     # head with hair
-    lat, lon, f = HEAD
-    p = render.sphere_points(lat, lon)
+    f = HEAD[2]
+    p = P_HEAD
     hairness = np.clip((p[:, 1] - (hairline - 0.55 * (1 - p[:, 2]))) / 0.08, 0, 1)
     hp = head.point(p) * (1 + hair_vol * hairness)[:, None]
     vcol = skin * (1 + rng.normal(0, 0.025, (len(p), 1)))
@@ -125,17 +131,17 @@ def sample_scene(rng: np.random.Generator, size: int) -> Scene:
 
     lm = {}
     # eyes: sclera + iris + pupil, with a dark upper lid
-    lat, lon, f = EYE
-    pe = render.sphere_points(lat, lon)
+    f = EYE[2]
+    pe = P_EYE
     eye_col = np.where((pe[:, 2] > 0.93)[:, None], np.array([0.03, 0.03, 0.03]),
                        np.where((pe[:, 2] > 0.80)[:, None], iris, np.array([0.92, 0.9, 0.86])))
-    ls, ss_, fs = SMALL
-    ps = render.sphere_points(ls, ss_)
+    fs = SMALL[2]
+    ps = P_SMALL
     for side, name in ((-1, "left"), (1, "right")):
         cx = side * eye_sep
         radii = np.array([eye_r * 1.45, eye_r * 0.78, eye_r * 0.55])
         parts_head.append(make_part(head.attach(pe * radii, cx, eye_y, -eye_r * 0.15), f, eye_col, 0.5))
-        lid = np.array([eye_r * 1.6, eye_r * 0.38, eye_r * 0.45])
+        lid = np.array([eye_r * 1.65, eye_r * 0.42, eye_r * 0.45])
         parts_head.append(make_part(head.attach(ps * lid + [0, eye_r * 0.62, 0], cx, eye_y, -eye_r * 0.12),
                                     fs, brow_col * 0.7, 0.05))
         lm[f"{name}_eye"] = head.attach(np.array([0, 0, radii[2]]), cx, eye_y, -eye_r * 0.15)
@@ -143,9 +149,9 @@ def sample_scene(rng: np.random.Generator, size: int) -> Scene:
         lm[f"{name}_eye_outer"] = head.attach(o, cx, eye_y, -eye_r * 0.15)
         lm[f"{name}_eye_inner"] = head.attach(o * [-1, 1, 1], cx, eye_y, -eye_r * 0.15)
         # eyebrow
-        bw = 0.15 * u(0.9, 1.15)
+        bw = 0.16 * u(0.9, 1.15)
         Rb = _rot_z(-side * brow_tilt)[:2, :2]
-        loc = ps * np.array([bw, 0.032, 0.035])
+        loc = ps * np.array([bw, 0.042, 0.04])
         loc[:, :2] = loc[:, :2] @ Rb.T
         bcx = side * (eye_sep + 0.02)
         parts_head.append(make_part(head.attach(loc, bcx, brow_y, 0.0), fs, brow_col, 0.02))
@@ -157,7 +163,7 @@ def sample_scene(rng: np.random.Generator, size: int) -> Scene:
     Rn = _rot_x(-0.35)
     nz = head.surface_z(0.0, nose_y)
     Mn, cn = ellipsoid_map([0, nose_y, nz - nose_len * 0.45], [nose_w, 0.23, nose_len], Rn)
-    parts_head.append(make_part(cn + ps @ Mn.T, fs, skin * [1.0, 0.93, 0.9], 0.12))
+    parts_head.append(make_part(cn + ps @ Mn.T, fs, skin * [0.97, 0.88, 0.84], 0.15))
     lm["nose_tip"] = extreme_point(Mn, cn, [0, 0, 1])
     lm["nose_bridge"] = cn + Mn @ _unit([0, 0.93, 0.37])
     for side, name in ((-1, "left"), (1, "right")):
@@ -199,11 +205,9 @@ def sample_scene(rng: np.random.Generator, size: int) -> Scene:
         lm[f"{name}_ear_lobe"] = ce + Me @ _unit([side * 0.3, -0.95, 0.1])
 
     # neck and shoulders
-    lb, ob, fb = BODY
-    pn = render.superquadric_points(lb, ob, 0.3, 1.0)
-    parts_body.append(make_part(pn * [0.36, 0.45, 0.34] + [0, -1.2, -0.2], fb, skin * 0.85, 0.03))
-    pt = render.superquadric_points(lb, ob, 0.8, 0.9)
-    parts_body.append(make_part(pt * [1.75, 0.75, 0.7] + [0, -2.1, -0.3], fb, cloth, 0.05))
+    fb = BODY[2]
+    parts_body.append(make_part(P_NECK * [0.36, 0.45, 0.34] + [0, -1.2, -0.2], fb, skin * 0.85, 0.03))
+    parts_body.append(make_part(P_TORSO * [1.75, 0.75, 0.7] + [0, -2.1, -0.3], fb, cloth, 0.05))
 
     # ---------------------------------------------------------------- pose
     yaw, pitch, roll = np.radians(u(-75, 75)), np.radians(u(-30, 30)), np.radians(u(-20, 20))
@@ -221,7 +225,7 @@ def sample_scene(rng: np.random.Generator, size: int) -> Scene:
     L = (L - pivot) @ Rh.T + pivot
 
     # ---------------------------------------------------------------- camera, light, background
-    scale = size * 0.28 * u(0.85, 1.15)
+    scale = size * 0.31 * u(0.85, 1.12)
     centre = (size / 2 - 0.5 + size * u(-0.07, 0.07), size / 2 - 0.5 - size * 0.04 + size * u(-0.07, 0.07))
     az, el = np.radians(u(-65, 65)), np.radians(u(-15, 55))
     light = np.array([np.sin(az) * np.cos(el), np.sin(el), np.cos(az) * np.cos(el)])
