@@ -25,9 +25,32 @@ namespace kp3d {
 #if !defined(__CUDACC__) && !defined(__HIPCC__)
 // Host code: pick the float overloads (nvcc supplies its own for device code).
 using std::exp;
+using std::fabs;
 using std::log;
 using std::sqrt;
 #endif
+
+// +inf and a quiet NaN of T, usable in device code too (std::numeric_limits is constexpr host
+// code, which nvcc only accepts in device code with --expt-relaxed-constexpr).
+template <typename T>
+KP3D_HD T infinity_of() {
+#if defined(__CUDA_ARCH__)
+  if (sizeof(T) == sizeof(float)) return T(__int_as_float(0x7f800000));
+  return T(__longlong_as_double(0x7ff0000000000000LL));
+#else
+  return std::numeric_limits<T>::infinity();
+#endif
+}
+
+template <typename T>
+KP3D_HD T quiet_nan_of() {
+#if defined(__CUDA_ARCH__)
+  if (sizeof(T) == sizeof(float)) return T(__int_as_float(0x7fc00000));
+  return T(__longlong_as_double(0x7ff8000000000000LL));
+#else
+  return std::numeric_limits<T>::quiet_NaN();
+#endif
+}
 
 // Centre of pixel `i` on an axis of `n` pixels (align-corners grid; a 1-pixel axis sits at -1,
 // as torch.linspace(-1, 1, 1) does).
@@ -35,6 +58,14 @@ template <typename T>
 KP3D_HD T pixel_centre(int64_t i, int64_t n) {
   return n > 1 ? T(-1) + T(2) * T(i) / T(n - 1) : T(-1);
 }
+
+// Machine epsilon, usable in device code without --expt-relaxed-constexpr.
+template <typename T>
+KP3D_HD T machine_eps();
+template <>
+KP3D_HD float machine_eps<float>() { return 1.1920929e-7f; }
+template <>
+KP3D_HD double machine_eps<double>() { return 2.220446049250313e-16; }
 
 // Per-edge constants, computed once per edge and reused for every pixel.
 template <typename T>
@@ -55,8 +86,7 @@ KP3D_HD Segment<T> make_segment(T ax, T ay, T bx, T by, T w) {
   s.inv_len2 = T(1) / (s.vx * s.vx + s.vy * s.vy + T(1e-12));
   // w > 0: -log w; w == 0: +inf (the edge never wins unless every edge has w == 0);
   // negative or NaN w is outside the contract and gives NaN, which propagates.
-  s.neg_log_w = w > T(0) ? -log(w) : (w == T(0) ? std::numeric_limits<T>::infinity()
-                                                : std::numeric_limits<T>::quiet_NaN());
+  s.neg_log_w = w > T(0) ? -log(w) : (w == T(0) ? infinity_of<T>() : quiet_nan_of<T>());
   return s;
 }
 
@@ -95,6 +125,14 @@ KP3D_HD bool better(T cost, T best) {
 // Gradient of S = w exp(-f) for the winning edge, given dL/dS = g at a pixel:
 //   dL/dw = g exp(-f),  dL/dP_a = -(1 - t) G,  dL/dP_b = -t G,  G = g dS/dr,
 //   gaussian: dS/dr = -2 S r / sigma;  exp: dS/dr = -S r / (sigma d), 0 where d == 0.
+// Inside the segment (0 < t < 1) r is orthogonal to v in exact arithmetic, but for a pixel
+// close to the segment the computed r = (p - P_a) - t v is a difference of nearly equal
+// numbers whose rounding error has a component along v that is large relative to d; it would
+// turn the direction r/d by ~eps |p - P_a| / d (1e-4 in float32 a pixel's hundredth away).
+// Projecting that component out restores the direction to full precision. What is left
+// below the rounding level of the inputs (|r| <= 8 eps (|r| + |v|) before the projection: the
+// pixel lies on the segment up to rounding) counts as d = 0, where the exp falloff's gradient
+// is 0 by contract.
 template <typename T>
 struct EdgeGrad {
   T w;               // dL/dw
@@ -102,18 +140,27 @@ struct EdgeGrad {
 };
 
 template <typename T>
-KP3D_HD EdgeGrad<T> edge_grad(const Projection<T>& pr, T w, T f, T inv_sigma, bool gaussian,
-                              T g) {
+KP3D_HD EdgeGrad<T> edge_grad(const Segment<T>& s, const Projection<T>& pr, T w, T f,
+                              T inv_sigma, bool gaussian, T g) {
+  T rx = pr.rx, ry = pr.ry;
+  if (pr.t > T(0) && pr.t < T(1)) {
+    const T noise = T(8) * machine_eps<T>() *
+                    (fabs(rx) + fabs(ry) + fabs(s.vx) + fabs(s.vy));
+    const T along = (rx * s.vx + ry * s.vy) * s.inv_len2;
+    rx -= along * s.vx;
+    ry -= along * s.vy;
+    if (rx * rx + ry * ry <= noise * noise) rx = ry = T(0);
+  }
   const T e = exp(-f);
   const T S = w * e;
   T coef;  // dS/dr = coef * r
   if (gaussian) {
     coef = T(-2) * S * inv_sigma;
   } else {
-    const T d = sqrt(pr.rx * pr.rx + pr.ry * pr.ry);
+    const T d = sqrt(rx * rx + ry * ry);
     coef = d > T(0) ? -S * inv_sigma / d : T(0);
   }
-  const T Gx = g * coef * pr.rx, Gy = g * coef * pr.ry;
+  const T Gx = g * coef * rx, Gy = g * coef * ry;
   EdgeGrad<T> out;
   out.w = g * e;
   out.ax = -(T(1) - pr.t) * Gx;

@@ -78,6 +78,8 @@ def _register_autograd(fam: Family):
         ctx.sigma, ctx.gaussian = sigma, gaussian
 
     def edge_map_backward(ctx, grad_out, _grad_winner):
+        if grad_out is None:
+            return None, None, None, None, None, None, None
         keypoints, weights, edges, winner = ctx.saved_tensors
         gk, gw = fam.edge_map_bwd(grad_out.contiguous(), keypoints, weights, edges, winner,
                                   ctx.sigma, ctx.gaussian)
@@ -108,9 +110,12 @@ def _register_autograd(fam: Family):
 
     def repulsion_backward(ctx, grad_loss, grad_dist, _grad_index):
         points, dist, index = ctx.saved_tensors
-        grad = fam.repulsion_bwd(grad_loss.contiguous(), points, dist, index, ctx.bandwidth)
+        grad = None
+        if grad_loss is not None:
+            grad = fam.repulsion_bwd(grad_loss.contiguous(), points, dist, index, ctx.bandwidth)
         if grad_dist is not None:  # the distances are outputs too; route their gradient
-            grad = grad + fam.nn_bwd(grad_dist.contiguous(), points, dist, index)
+            extra = fam.nn_bwd(grad_dist.contiguous(), points, dist, index)
+            grad = extra if grad is None else grad + extra
         return grad, None
 
     torch.library.register_autograd(fam.qualname("edge_map_fwd"), edge_map_backward,

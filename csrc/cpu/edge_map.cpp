@@ -104,7 +104,7 @@ void backward_impl(const at::Tensor& grad_out, const at::Tensor& keypoints,
           const Segment<T>& s = segs[e];
           const Projection<T> pr = project(s, pixel_centre<T>(c, W), py);
           const T f = falloff_exponent(pr, inv_sigma, gaussian);
-          const EdgeGrad<T> eg = edge_grad(pr, w[b * E + e], f, inv_sigma, gaussian, g);
+          const EdgeGrad<T> eg = edge_grad(s, pr, w[b * E + e], f, inv_sigma, gaussian, g);
           double* ae = a + e * 5;
           ae[0] += eg.w;
           ae[1] += eg.ax;
