@@ -6,7 +6,6 @@ compiled from the packaged sources on first use with ninja). `triton` needs the 
 and a CUDA device, or TRITON_INTERPRET=1 for CPU tensors.
 """
 
-import functools
 import importlib.util
 import os
 import pathlib
@@ -47,9 +46,8 @@ def _jit_build():
         extra_ldflags=["-fopenmp"], verbose=False)
 
 
-@functools.cache
-def native_loaded() -> bool:
-    """Load the compiled ops once; on failure remember why and warn loudly (never silently)."""
+def _load_native() -> bool:
+    """Load the compiled ops; on failure remember why and warn loudly (never silently)."""
     global _native_error
     try:
         from . import _C  # noqa: F401  (registers torch.ops.kp3d_kernels.*)
@@ -70,24 +68,40 @@ def native_loaded() -> bool:
     return False
 
 
-def _has_kernel(dispatch_key: str) -> bool:
-    return native_loaded() and torch._C._dispatch_has_kernel_for_dispatch_key(
-        "kp3d_kernels::edge_map_fwd", dispatch_key)
-
-
 def triton_interpreted() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
-@functools.cache
-def triton_importable() -> bool:
+def _load_triton() -> bool:
+    """Import the Triton kernels where they can run: with a GPU, or under the interpreter."""
+    global _triton_error
     if importlib.util.find_spec("triton") is None:
+        _triton_error = "the triton package is not installed"
+        return False
+    if not (torch.cuda.is_available() or triton_interpreted()):
+        _triton_error = "there is no CUDA device (set TRITON_INTERPRET=1 before import to emulate)"
         return False
     try:
-        from . import triton as _triton_backend  # noqa: F401  (registers the Triton ops)
-        return True
-    except ImportError:
+        from . import triton as _triton_backend  # noqa: F401  (defines the triton_* ops)
+    except ImportError as error:
+        _triton_error = f"importing the Triton kernels failed ({error})"
         return False
+    from ._registry import OP_NAMES
+
+    missing = [n for n in OP_NAMES if not hasattr(torch.ops.kp3d_kernels, "triton_" + n)]
+    if missing:
+        _triton_error = f"the Triton kernels lack {', '.join(missing)}"
+        return False
+    return True
+
+
+# Decided once, at import: the dispatch below then only reads constants, which torch.compile
+# traces without graph breaks.
+_triton_error = None
+NATIVE = _load_native()
+NATIVE_CUDA = NATIVE and torch._C._dispatch_has_kernel_for_dispatch_key(
+    "kp3d_kernels::edge_map_fwd", "CUDA")
+TRITON = _load_triton()
 
 
 def _why_unavailable(backend: str, device: torch.device):
@@ -97,12 +111,12 @@ def _why_unavailable(backend: str, device: torch.device):
     if backend == "cpu":
         if device.type != "cpu":
             return f"it runs on CPU tensors, and the inputs are on {device}"
-        return None if native_loaded() else _native_error
+        return None if NATIVE else _native_error
     if backend == "cuda":
         if device.type != "cuda":
             return f"it runs on CUDA tensors, and the inputs are on {device}"
-        if not _has_kernel("CUDA"):
-            return (_native_error if not native_loaded() else
+        if not NATIVE_CUDA:
+            return (_native_error if not NATIVE else
                     "the extension was built without CUDA kernels (no CUDA toolkit or a CPU-only "
                     "torch at build time; rebuild with FORCE_CUDA=1)")
         return None
@@ -111,9 +125,7 @@ def _why_unavailable(backend: str, device: torch.device):
             return "Triton runs on CUDA tensors (or on CPU tensors with TRITON_INTERPRET=1)"
         if device.type not in ("cpu", "cuda"):
             return f"Triton does not run on {device}"
-        if not triton_importable():
-            return "the triton package is not installed"
-        return None
+        return None if TRITON else _triton_error
     raise AssertionError(backend)
 
 

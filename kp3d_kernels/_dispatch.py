@@ -1,28 +1,18 @@
 """From a validated call to the family of low-level ops that runs it."""
 
-import functools
-
 import torch
 
 from . import _backend
 from ._registry import Family, register_family
 
-
-@functools.cache
-def native_family() -> Family:
-    _backend.native_loaded()
-    return register_family("")
-
-
-@functools.cache
-def triton_family() -> Family:
-    from . import triton as _triton  # defines the triton_* ops with their fakes
-
-    return register_family("triton_", fakes=False)
+# Registered once at import, so that tracing (torch.compile) only reads these.
+_NATIVE = register_family("") if _backend.NATIVE else None
+_TRITON = register_family("triton_", fakes=False) if _backend.TRITON else None
 
 
 def family(backend: str) -> Family:
-    return triton_family() if backend == "triton" else native_family()
+    """The low-level ops of a resolved backend other than "torch"."""
+    return _TRITON if backend == "triton" else _NATIVE
 
 
 def compute_dtype(*tensors) -> torch.dtype:
