@@ -139,14 +139,20 @@ class ImageFileDataset(torch.utils.data.Dataset):
     def __len__(self):
         return len(self.records)
 
+    def _load(self, record: dict):
+        """Read what an item needs from disk (the decoded image; subclasses may add annotations)."""
+        return load_image(self.root / record["file"])
+
     def _read(self, i: int):
-        """Return (index actually used, PIL image) following the unreadable-file policy."""
+        """Return (index actually used, loaded data) following the unreadable-file policy."""
         n = len(self.records)
         for step in range(n):
             j = (i + step) % n
             path = self.root / self.records[j]["file"]
             try:
-                return j, load_image(path)
+                return j, self._load(self.records[j])
+            except DatasetError:
+                raise
             except Exception as e:  # PIL raises OSError, ValueError, SyntaxError, ...
                 if self.split != "train":
                     raise DatasetError(f"dataset {self.spec!r}: cannot read image {path}: {e}") from None
@@ -161,8 +167,8 @@ class ImageFileDataset(torch.utils.data.Dataset):
         if not -len(self) <= i < len(self):
             raise IndexError(f"index {i} out of range for a dataset of {len(self)} images")
         i %= len(self)
-        j, im = self._read(i)
-        return self._make_item(i, self.records[j], im)
+        j, data = self._read(i)
+        return self._make_item(i, self.records[j], data)
 
-    def _make_item(self, index, record, im):  # pragma: no cover - abstract
+    def _make_item(self, index, record, data):  # pragma: no cover - abstract
         raise NotImplementedError
