@@ -61,8 +61,8 @@ def nme(pred: np.ndarray, gt: np.ndarray, norm: np.ndarray):
     image's norm; an image's figure is the mean over its annotated landmarks, the NME is the mean
     over images. Images whose norm is not positive and finite are left out (per_image NaN).
     """
-    err = np.linalg.norm(pred - gt, axis=2) / norm[:, None]
     ok_img = np.isfinite(norm) & (norm > 0)
+    err = np.linalg.norm(pred - gt, axis=2) / np.where(ok_img, norm, 1.0)[:, None]
     err[~ok_img] = np.nan
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -199,7 +199,7 @@ def evaluate_keypoints(pred_train_2d, gt_train_2d, pred_test_2d, gt_test_2d, *, 
             return _centre_like((Xb @ W).reshape(N, L, 3), G3te)
 
         def reflect(Xa, Xb):
-            W, _ = fit_reflection_tolerant(Xa, G3tr)
+            W, _ = fit_reflection_tolerant(Xa, G3tr, input_depth=Xa.reshape(len(Xa), -1, 3)[:, :, 2])
             return _reflect_best(_centre_like((Xb @ W).reshape(N, L, 3), G3te), G3te, norm3)
 
         with warnings.catch_warnings():
