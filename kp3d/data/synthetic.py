@@ -46,13 +46,8 @@ class Scene:
 
 
 def make_part(points, faces, colour, spec=0.0) -> Part:
-    points = np.asarray(points, float)
-    V = len(points)
-    colour = np.asarray(colour, float)
-    if colour.ndim == 1:
-        colour = np.broadcast_to(colour, (V, 3))
-    spec = np.broadcast_to(np.asarray(spec, float), (V,))
-    return Part(points, faces, colour, spec)
+    """A mesh part; colour is (3,) or (V, 3), spec a scalar or (V,) (broadcast when rendered)."""
+    return Part(np.asarray(points, float), faces, np.asarray(colour, float), np.asarray(spec, float))
 
 
 def ellipsoid_map(centre, radii, R=None):
@@ -73,18 +68,19 @@ def extreme_point(M, c, direction):
 def render_scene(scene: Scene, size: int):
     """Render a scene. Returns (image (S, S, 3) in [0, 1], landmarks_2d (L, 2), landmarks_3d (L, 3), visible (L,))."""
     S = size
-    verts, faces, colour, spec = [], [], [], []
+    nv = sum(len(p.verts) for p in scene.parts)
+    V = np.concatenate([p.verts for p in scene.parts])
+    col = np.empty((nv, 3))
+    spc = np.empty(nv)
+    faces = []
     off = 0
     for p in scene.parts:
-        verts.append(p.verts)
+        n = len(p.verts)
+        col[off:off + n] = p.colour
+        spc[off:off + n] = p.spec
         faces.append(p.faces + off)
-        colour.append(p.colour)
-        spec.append(p.spec)
-        off += len(p.verts)
-    V = np.concatenate(verts)
+        off += n
     F = np.concatenate(faces)
-    col = np.concatenate(colour)
-    spc = np.concatenate(spec)
     cx, cy = scene.centre
     s = scene.scale
     xy = np.stack([cx + s * V[:, 0], cy - s * V[:, 1]], 1)

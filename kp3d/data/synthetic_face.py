@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import render
-from .synthetic import Scene, ellipsoid_map, extreme_point, make_part
+from .synthetic import Part, Scene, ellipsoid_map, extreme_point, make_part
 
 LANDMARK_NAMES = [
     "left_eye", "right_eye", "nose_tip", "mouth_left", "mouth_right",  # the five MAFL landmarks, MAFL order
@@ -39,6 +39,45 @@ SKIN_DARK = np.array([0.40, 0.26, 0.18])
 HAIR = np.array([[0.07, 0.06, 0.05], [0.22, 0.14, 0.09], [0.42, 0.28, 0.16], [0.80, 0.66, 0.40],
                  [0.62, 0.60, 0.58], [0.55, 0.24, 0.10]])
 IRIS = np.array([[0.30, 0.18, 0.08], [0.15, 0.10, 0.06], [0.25, 0.45, 0.65], [0.30, 0.45, 0.30]])
+
+
+class _Attach:
+    """Deferred Head.attach: collects surface-attached parts and points, then places them all
+    with one vectorised surface lookup (the per-call overhead dominated the sampling time)."""
+
+    def __init__(self, head):
+        self.head = head
+        self.jobs = []  # (target, key, local (n, 3), cx, cy, dz)
+
+    def part(self, args, faces, colour, spec=0.0) -> Part:
+        prt = make_part(np.zeros((0, 3)), faces, colour, spec)
+        self.jobs.append((prt, None) + self._norm(args))
+        return prt
+
+    def point(self, key, args):
+        self.jobs.append((None, key) + self._norm(args))
+
+    @staticmethod
+    def _norm(args):
+        local, cx, cy = args[:3]
+        dz = args[3] if len(args) > 3 else 0.0
+        return (np.asarray(local, float).reshape(-1, 3), cx, cy, dz)
+
+    def resolve(self, lm: dict):
+        counts = [len(j[2]) for j in self.jobs]
+        local = np.concatenate([j[2] for j in self.jobs])
+        rep = lambda k: np.repeat([j[k] for j in self.jobs], counts)  # noqa: E731
+        X = rep(3) + local[:, 0]
+        Y = rep(4) + local[:, 1]
+        Z = self.head.surface_z(X, Y) + local[:, 2] + rep(5)
+        P = np.stack([X, Y, Z], 1)
+        start = 0
+        for (prt, key, *_), n in zip(self.jobs, counts):
+            if prt is not None:
+                prt.verts = P[start:start + n]
+            else:
+                lm[key] = P[start]
+            start += n
 
 
 class Head:
@@ -99,14 +138,16 @@ def sample_scene(rng: np.random.Generator, size: int) -> Scene:
     brow_y = eye_y + 0.19 + u(-0.03, 0.05)
     brow_tilt = u(-0.2, 0.25)
     nose_len = 0.22 * u(0.7, 1.35)
-    nose_w = 0.12 * u(0.8, 1.3)
+    nose_w = 0.13 * u(0.8, 1.3)
     nose_y = -0.16
     mouth_y = -0.56 * u(0.95, 1.05)
     mouth_w = 0.27 * u(0.85, 1.2)
     mouth_open = 0.16 * rng.random() ** 2.0
     ear_s = u(0.85, 1.2)
-    hairline = u(0.45, 0.8)
+    hairline = u(0.5, 0.85)
     hair_vol = u(0.02, 0.14)
+    long_hair = rng.random() < 0.4
+    hair_len = u(0.3, 1.0)
 
     # ---------------------------------------------------------------- appearance
     t = rng.random()
@@ -130,6 +171,7 @@ def sample_scene(rng: np.random.Generator, size: int) -> Scene:
     parts_head.append(make_part(hp, f, np.clip(colour, 0, 1), 0.04 + 0.1 * hairness))
 
     lm = {}
+    att = _Attach(head)
     # eyes: sclera + iris + pupil, with a dark upper lid
     f = EYE[2]
     pe = P_EYE
@@ -140,24 +182,24 @@ def sample_scene(rng: np.random.Generator, size: int) -> Scene:
     for side, name in ((-1, "left"), (1, "right")):
         cx = side * eye_sep
         radii = np.array([eye_r * 1.45, eye_r * 0.78, eye_r * 0.55])
-        parts_head.append(make_part(head.attach(pe * radii, cx, eye_y, -eye_r * 0.15), f, eye_col, 0.5))
+        parts_head.append(att.part((pe * radii, cx, eye_y, -eye_r * 0.15), f, eye_col, 0.5))
         lid = np.array([eye_r * 1.65, eye_r * 0.42, eye_r * 0.45])
-        parts_head.append(make_part(head.attach(ps * lid + [0, eye_r * 0.62, 0], cx, eye_y, -eye_r * 0.12),
+        parts_head.append(att.part((ps * lid + [0, eye_r * 0.62, 0], cx, eye_y, -eye_r * 0.12),
                                     fs, brow_col * 0.7, 0.05))
-        lm[f"{name}_eye"] = head.attach(np.array([0, 0, radii[2]]), cx, eye_y, -eye_r * 0.15)
+        att.point(f"{name}_eye", (np.array([0, 0, radii[2]]), cx, eye_y, -eye_r * 0.15))
         o = np.array([side * radii[0] * 0.92, 0, radii[2] * np.sqrt(1 - 0.92 ** 2)])
-        lm[f"{name}_eye_outer"] = head.attach(o, cx, eye_y, -eye_r * 0.15)
-        lm[f"{name}_eye_inner"] = head.attach(o * [-1, 1, 1], cx, eye_y, -eye_r * 0.15)
+        att.point(f"{name}_eye_outer", (o, cx, eye_y, -eye_r * 0.15))
+        att.point(f"{name}_eye_inner", (o * [-1, 1, 1], cx, eye_y, -eye_r * 0.15))
         # eyebrow
         bw = 0.16 * u(0.9, 1.15)
         Rb = _rot_z(-side * brow_tilt)[:2, :2]
         loc = ps * np.array([bw, 0.042, 0.04])
         loc[:, :2] = loc[:, :2] @ Rb.T
         bcx = side * (eye_sep + 0.02)
-        parts_head.append(make_part(head.attach(loc, bcx, brow_y, 0.0), fs, brow_col, 0.02))
+        parts_head.append(att.part((loc, bcx, brow_y, 0.0), fs, brow_col, 0.02))
         end = (np.array([side * bw, 0]) @ Rb.T)
-        lm[f"{name}_brow_outer"] = head.attach(np.array([end[0], end[1], 0.035]), bcx, brow_y)
-        lm[f"{name}_brow_inner"] = head.attach(np.array([-end[0], -end[1], 0.035]), bcx, brow_y)
+        att.point(f"{name}_brow_outer", (np.array([end[0], end[1], 0.035]), bcx, brow_y))
+        att.point(f"{name}_brow_inner", (np.array([-end[0], -end[1], 0.035]), bcx, brow_y))
 
     # nose: a tilted ellipsoid, nostrils as dark blobs on its underside
     Rn = _rot_x(-0.35)
@@ -173,18 +215,20 @@ def sample_scene(rng: np.random.Generator, size: int) -> Scene:
 
     # mouth: interior, upper and lower lips following the face surface
     half = mouth_open / 2
-    parts_head.append(make_part(head.attach(ps * [mouth_w * 0.9, half + 0.03, 0.02], 0.0, mouth_y, -0.015), fs,
+    parts_head.append(att.part((ps * [mouth_w * 0.9, half + 0.03, 0.02], 0.0, mouth_y, -0.015), fs,
                                 np.array([0.22, 0.05, 0.06]), 0.0))
     if mouth_open > 0.05:  # upper teeth
-        parts_head.append(make_part(head.attach(ps * [mouth_w * 0.6, 0.03, 0.02] + [0, half - 0.02, 0], 0.0,
+        parts_head.append(att.part((ps * [mouth_w * 0.6, 0.03, 0.02] + [0, half - 0.02, 0], 0.0,
                                                 mouth_y, -0.005), fs, np.array([0.9, 0.88, 0.8]), 0.2))
     up_y, lo_y = mouth_y + half + 0.04, mouth_y - half - 0.05
-    parts_head.append(make_part(head.attach(ps * [mouth_w, 0.048, 0.045], 0.0, up_y), fs, lips, 0.25))
-    parts_head.append(make_part(head.attach(ps * [mouth_w * 0.9, 0.058, 0.05], 0.0, lo_y), fs, lips * 1.05, 0.3))
-    lm["mouth_left"] = head.attach(np.array([-mouth_w * 0.97, 0, 0.0]), 0.0, mouth_y)
-    lm["mouth_right"] = head.attach(np.array([mouth_w * 0.97, 0, 0.0]), 0.0, mouth_y)
-    lm["upper_lip"] = head.attach(np.array([0, 0.035, 0.035]), 0.0, up_y)
-    lm["lower_lip"] = head.attach(np.array([0, -0.04, 0.04]), 0.0, lo_y)
+    parts_head.append(att.part((ps * [mouth_w, 0.048, 0.045], 0.0, up_y), fs, lips, 0.25))
+    parts_head.append(att.part((ps * [mouth_w * 0.9, 0.058, 0.05], 0.0, lo_y), fs, lips * 1.05, 0.3))
+    att.point("mouth_left", (np.array([-mouth_w * 0.97, 0, 0.0]), 0.0, mouth_y))
+    att.point("mouth_right", (np.array([mouth_w * 0.97, 0, 0.0]), 0.0, mouth_y))
+    att.point("upper_lip", (np.array([0, 0.035, 0.035]), 0.0, up_y))
+    att.point("lower_lip", (np.array([0, -0.04, 0.04]), 0.0, lo_y))
+
+    att.resolve(lm)
 
     # head-surface landmarks
     lm["chin"] = head.point(_unit([0, -0.93, 0.37]))
@@ -203,6 +247,14 @@ def sample_scene(rng: np.random.Generator, size: int) -> Scene:
         ecol = skin * (0.88 - 0.2 * np.clip(ps[:, 0] * side, 0, 1))[:, None]
         parts_head.append(make_part(pts, fs, ecol, 0.05))
         lm[f"{name}_ear_lobe"] = ce + Me @ _unit([side * 0.3, -0.95, 0.1])
+
+    # long hair: a volume behind the head that falls to the shoulders
+    if long_hair:
+        ph = P_HEAD
+        drop = np.clip(-ph[:, 1], 0, 1)
+        pts = np.stack([ph[:, 0] * head.w * (1.12 + 0.1 * drop), ph[:, 1] * (1.02 + hair_len * 0.5 * (ph[:, 1] < 0)),
+                        ph[:, 2] * 0.62 - 0.32], 1) * (1 + hair_vol)
+        parts_head.append(make_part(pts, HEAD[2], np.clip(hair * (1 + rng.normal(0, 0.08, (len(ph), 1))), 0, 1), 0.12))
 
     # neck and shoulders
     fb = BODY[2]
@@ -225,11 +277,11 @@ def sample_scene(rng: np.random.Generator, size: int) -> Scene:
     L = (L - pivot) @ Rh.T + pivot
 
     # ---------------------------------------------------------------- camera, light, background
-    scale = size * 0.31 * u(0.85, 1.12)
+    scale = size * 0.33 * u(0.85, 1.12)
     centre = (size / 2 - 0.5 + size * u(-0.07, 0.07), size / 2 - 0.5 - size * 0.04 + size * u(-0.07, 0.07))
     az, el = np.radians(u(-65, 65)), np.radians(u(-15, 55))
     light = np.array([np.sin(az) * np.cos(el), np.sin(el), np.cos(az) * np.cos(el)])
     bg = render.random_background(rng, size)
     return Scene(parts=parts, landmarks=L, centre=centre, scale=scale, light_dir=light,
-                 ambient=u(0.3, 0.55), diffuse=u(0.45, 0.8), light_colour=1 + rng.normal(0, 0.05, 3),
+                 ambient=u(0.4, 0.6), diffuse=u(0.4, 0.75), light_colour=1 + rng.normal(0, 0.05, 3),
                  background=bg, yaw_deg=float(np.degrees(yaw)), shininess=u(10, 30), occlusion_tol=0.06)
