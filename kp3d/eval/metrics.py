@@ -226,6 +226,9 @@ def evaluate_keypoints(pred_train_2d, gt_train_2d, pred_test_2d, gt_test_2d, *, 
                                 else yaw_test_deg, np.float64).reshape(-1))
         if len(yaw) != N:
             raise ValueError(f"yaw_test_deg has {len(yaw)} values for {N} test images")
+        if not np.isfinite(yaw).any():  # a dataset without pose (NaN yaw): no bins
+            yaw_test_deg = None
+    if yaw_test_deg is not None:
         bins = {"bins_deg": list(YAW_BIN_NAMES), "count": []}
         masks = [(yaw >= lo) & (yaw < hi) for lo, hi in YAW_BINS]
         bins["count"] = [int(m.sum()) for m in masks]
@@ -239,7 +242,8 @@ def evaluate_keypoints(pred_train_2d, gt_train_2d, pred_test_2d, gt_test_2d, *, 
             have = [x for x in vals if x is not None]
             out[key + "_yaw_mean"] = float(np.mean(have)) if have else None
         out["yaw_bins"] = bins
-    return out
+    # JSON has no NaN: figures that cannot be computed (no usable image) are None
+    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in out.items()}
 
 
 def format_metrics(m: dict) -> str:

@@ -62,7 +62,7 @@ def test_hand_computed_example():
     # box normalisations: the test box is 10 x 0 -> diagonal 10; sqrt(w h) = 0 -> image left out
     m = evaluate_keypoints(gtr, gtr, pte, gte, input_frame="raw")
     assert m["nme_2d"] == pytest.approx(0.15) and m["nme_2d_norm"] == "box-diagonal"
-    assert np.isnan(m["nme_2d_box"])
+    assert m["nme_2d_box"] is None  # not computable: None (JSON has no NaN)
 
 
 def test_hand_computed_3d_and_reflection():
@@ -110,6 +110,9 @@ def test_yaw_bins_and_nan_landmarks():
     assert b["nme_2d"][0] == pytest.approx(0, abs=1e-6) and b["nme_2d"][1] == pytest.approx(0, abs=1e-6)
     assert b["nme_2d"][2] > 0
     assert m["nme_2d_yaw_mean"] == pytest.approx(b["nme_2d"][2] / 3, rel=1e-6)
+    # unknown yaw (NaN, as datasets without pose report it): no bins, no error
+    m = evaluate_keypoints(ptr, gtr[..., :2], pte, gte[..., :2], yaw_test_deg=np.full(6, np.nan), input_frame="raw")
+    assert "yaw_bins" not in m
 
 
 def test_fit_bias_free_with_missing_targets():
