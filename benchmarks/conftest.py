@@ -194,6 +194,17 @@ def versions():
     }
 
 
+def _loadavg():
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def pytest_sessionstart(session):
+    session.config._kp3d_loadavg_start = _loadavg()
+
+
 def pytest_benchmark_update_machine_info(config, machine_info):
     scale = _scale(config)
     machine_info["kp3d"] = {
@@ -202,6 +213,9 @@ def pytest_benchmark_update_machine_info(config, machine_info):
         "torch_threads": torch.get_num_threads(),
         "versions": versions(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        # the host's 1/5/15-minute load averages: how busy the machine was (CPU timings)
+        "loadavg_start": getattr(config, "_kp3d_loadavg_start", None),
+        "loadavg_end": _loadavg(),
     }
 
 

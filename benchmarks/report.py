@@ -216,6 +216,11 @@ def run_header(run):
     if cpu:
         lines.append(f"- host CPU: {cpu.get('brand_raw', '?')}, {cpu.get('count', '?')} logical cores; "
                      f"torch threads: {run.kp3d.get('torch_threads', '?')}")
+    load = [run.kp3d.get("loadavg_start"), run.kp3d.get("loadavg_end")]
+    if any(load):
+        show = lambda x: "/".join(f"{v:g}" for v in x) if x else "?"  # noqa: E731
+        lines.append(f"- host load average (1/5/15 min) at start: {show(load[0])}, "
+                     f"at end: {show(load[1])}")
     if rows:
         lines.append("- versions: " + ", ".join(f"{k} {v}" for k, v in rows.items() if v))
     if run.commit.get("id"):
