@@ -87,12 +87,16 @@ def rotation_matrix(yaw: float = 0.0, pitch: float = 0.0, roll: float = 0.0) -> 
 
 
 def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    v0, v1, v2 = verts[faces[:, 0]], verts[faces[:, 1]], verts[faces[:, 2]]
-    fn = np.cross(v1 - v0, v2 - v0)  # area-weighted face normals
-    n = np.empty_like(verts)
+    """Unit vertex normals: the sum of the area-weighted normals of the adjacent faces."""
+    x, y, z = verts[:, 0], verts[:, 1], verts[:, 2]
+    f0, f1, f2 = faces[:, 0], faces[:, 1], faces[:, 2]
+    ax, ay, az = x[f1] - x[f0], y[f1] - y[f0], z[f1] - z[f0]
+    bx, by, bz = x[f2] - x[f0], y[f2] - y[f0], z[f2] - z[f0]
     idx = faces.T.ravel()
-    for c in range(3):
-        n[:, c] = np.bincount(idx, weights=np.tile(fn[:, c], 3), minlength=len(verts))
+    V = len(verts)
+    n = np.empty_like(verts)
+    for c, fn in enumerate((ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx)):
+        n[:, c] = np.bincount(idx, weights=np.tile(fn, 3), minlength=V)
     n /= np.sqrt(n[:, 0] ** 2 + n[:, 1] ** 2 + n[:, 2] ** 2)[:, None] + 1e-12
     return n
 
@@ -100,6 +104,75 @@ def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- rasteriser
 
 def rasterize(xy: np.ndarray, z: np.ndarray, faces: np.ndarray, size: int):
+    """Z-buffer rasterisation (see ``_rasterize_boxes``); picks the faster expansion for the size."""
+    if size > 80:
+        return _rasterize_rows(xy, z, faces, size)
+    return _rasterize_boxes(xy, z, faces, size)
+
+
+def _rasterize_rows(xy, z, faces, size):
+    """Scanline variant of ``rasterize`` (identical output): expands triangles to the exact pixel
+    span of each bounding-box row instead of the whole box; faster for larger images."""
+    S = size
+    x0, y0 = xy[faces[:, 0], 0], xy[faces[:, 0], 1]
+    x1, y1 = xy[faces[:, 1], 0], xy[faces[:, 1], 1]
+    x2, y2 = xy[faces[:, 2], 0], xy[faces[:, 2], 1]
+    area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+    xmin = np.maximum(np.ceil(np.minimum(np.minimum(x0, x1), x2)), 0)
+    xmax = np.minimum(np.floor(np.maximum(np.maximum(x0, x1), x2)), S - 1)
+    ymin = np.maximum(np.ceil(np.minimum(np.minimum(y0, y1), y2)), 0).astype(np.int64)
+    ymax = np.minimum(np.floor(np.maximum(np.maximum(y0, y1), y2)), S - 1).astype(np.int64)
+    h = ymax - ymin + 1
+    ok = (xmax >= xmin) & (h > 0) & (np.abs(area) > 1e-10)
+    ids = np.nonzero(ok)[0]
+    zbuf = np.full(S * S, -np.inf)
+    if ids.size == 0:
+        e = np.zeros(0, np.int64)
+        return e, e, np.zeros((0, 3)), zbuf
+    x0, x1, x2, y0, y1, y2 = x0[ids], x1[ids], x2[ids], y0[ids], y1[ids], y2[ids]
+    inv = 1.0 / area[ids]
+    # barycentric weight i = A_i x + B_i y + C_i
+    A = np.stack([(y1 - y2) * inv, (y2 - y0) * inv, (y0 - y1) * inv], 1)
+    B = np.stack([(x2 - x1) * inv, (x0 - x2) * inv, (x1 - x0) * inv], 1)
+    C = np.stack([(x1 * y2 - x2 * y1) * inv, (x2 * y0 - x0 * y2) * inv, (x0 * y1 - x1 * y0) * inv], 1)
+    # rows: one entry per (triangle, pixel row) of its bounding box
+    hh = h[ids]
+    rt = np.repeat(np.arange(ids.size), hh)
+    start = np.cumsum(hh) - hh
+    ry = (ymin[ids][rt] + (np.arange(rt.size) - np.repeat(start, hh))).astype(np.float64)
+    # on a row, weight i is A_i x + c_i with c_i = B_i y + C_i; all >= -eps gives an x interval
+    eps = 1e-7
+    c = B[rt] * ry[:, None] + C[rt]
+    a = A[rt]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bound = (-eps - c) / a
+    lo = np.where(a > 0, bound, -np.inf).max(1)
+    hi = np.where(a < 0, bound, np.inf).min(1)
+    dead = ((a == 0) & (c < -eps)).any(1)
+    xl = np.maximum(np.ceil(lo), xmin[ids][rt])
+    xr = np.minimum(np.floor(hi), xmax[ids][rt])
+    n = np.where(dead, 0, np.maximum(xr - xl + 1, 0)).astype(np.int64)
+    # pixels of every row span
+    pr = np.repeat(np.arange(rt.size), n)
+    st = np.cumsum(n) - n
+    px = xl[pr] + (np.arange(pr.size) - np.repeat(st, n))
+    py = ry[pr]
+    tl = rt[pr]
+    bary = A[tl] * px[:, None] + B[tl] * py[:, None] + C[tl]
+    tri = ids[tl]
+    fz = z[faces[tri]]
+    depth = bary[:, 0] * fz[:, 0] + bary[:, 1] * fz[:, 1] + bary[:, 2] * fz[:, 2]
+    pid = py.astype(np.int64) * S + px.astype(np.int64)
+    np.maximum.at(zbuf, pid, depth)
+    win = depth >= zbuf[pid]
+    pid, tri, bary = pid[win], tri[win], bary[win]
+    owner = np.full(S * S, -1, np.int64)
+    owner[pid] = np.arange(pid.size)
+    first = owner[owner >= 0]
+    return pid[first], tri[first], bary[first], zbuf
+
+
+def _rasterize_boxes(xy: np.ndarray, z: np.ndarray, faces: np.ndarray, size: int):
     """Z-buffer rasterisation of triangles sampled at integer pixel centres.
 
     xy: (V, 2) pixel coordinates (x right, y down); z: (V,) depth, larger = nearer the viewer;
@@ -241,14 +314,27 @@ def random_background(rng: np.random.Generator, size: int, kind: str = "any") ->
         cx, cy = rng.random(2)
         if rng.random() < 0.5:  # ellipse
             rx, ry = rng.uniform(0.04, 0.35, 2)
-            m = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 < 1
+            reach_x, reach_y = rx, ry
+            shape = ("ellipse", rx, ry)
         else:  # rotated rectangle or stripe
             a = rng.uniform(0, np.pi)
-            u = np.cos(a) * (xx - cx) + np.sin(a) * (yy - cy)
-            v = -np.sin(a) * (xx - cx) + np.cos(a) * (yy - cy)
-            m = (np.abs(u) < rng.uniform(0.02, 0.3)) & (np.abs(v) < rng.uniform(0.05, 0.8))
+            hu, hv = rng.uniform(0.02, 0.3), rng.uniform(0.05, 0.8)
+            reach_x = reach_y = np.hypot(hu, hv)
+            shape = ("rect", a, hu, hv)
         alpha = rng.uniform(0.4, 1.0)
-        img[m] = (1 - alpha) * img[m] + alpha * col
+        # work on the shape's bounding box only
+        c0_, c1_ = max(0, int((cx - reach_x) * (S - 1))), min(S, int(np.ceil((cx + reach_x) * (S - 1))) + 1)
+        r0_, r1_ = max(0, int((cy - reach_y) * (S - 1))), min(S, int(np.ceil((cy + reach_y) * (S - 1))) + 1)
+        if c1_ <= c0_ or r1_ <= r0_:
+            continue
+        X, Y = xx[r0_:r1_, c0_:c1_] - cx, yy[r0_:r1_, c0_:c1_] - cy
+        if shape[0] == "ellipse":
+            m = (X / shape[1]) ** 2 + (Y / shape[2]) ** 2 < 1
+        else:
+            ca, sa = np.cos(shape[1]), np.sin(shape[1])
+            m = (np.abs(ca * X + sa * Y) < shape[2]) & (np.abs(-sa * X + ca * Y) < shape[3])
+        sub = img[r0_:r1_, c0_:c1_]
+        sub[m] = (1 - alpha) * sub[m] + alpha * col
     return np.clip(img, 0, 1)
 
 
@@ -260,5 +346,5 @@ def finish_image(rng: np.random.Generator, img: np.ndarray, size: int, blur_max:
         img = gaussian_blur(img, sigma)
     img = img * rng.uniform(0.85, 1.15, 3) + rng.uniform(-0.06, 0.06)
     img = np.clip(img, 0, 1) ** rng.uniform(0.8, 1.25)
-    img = img + rng.normal(0.0, rng.uniform(0.0, noise_max), img.shape)
+    img = img + np.float32(rng.uniform(0.0, noise_max)) * rng.standard_normal(img.shape, dtype=np.float32)
     return np.clip(img, 0.0, 1.0)

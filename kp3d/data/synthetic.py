@@ -85,8 +85,9 @@ def render_scene(scene: Scene, size: int):
     s = scene.scale
     xy = np.stack([cx + s * V[:, 0], cy - s * V[:, 1]], 1)
     z = s * V[:, 2]
-    tv = V[F]
-    fn_z = (tv[:, 1, 0] - tv[:, 0, 0]) * (tv[:, 2, 1] - tv[:, 0, 1]) - (tv[:, 1, 1] - tv[:, 0, 1]) * (tv[:, 2, 0] - tv[:, 0, 0])
+    x, y = V[:, 0], V[:, 1]
+    f0, f1, f2 = F[:, 0], F[:, 1], F[:, 2]
+    fn_z = (x[f1] - x[f0]) * (y[f2] - y[f0]) - (y[f1] - y[f0]) * (x[f2] - x[f0])
     front = F[fn_z > 0]  # back-face culling (outward winding, viewer along +z)
     pid, tri, bary, zbuf = render.rasterize(xy, z, front, S)
     vn = render.vertex_normals(V, F)

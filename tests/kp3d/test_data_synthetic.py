@@ -138,3 +138,16 @@ def test_visible_landmarks_lie_on_the_rendered_surface():
 def test_render_size_and_speed_sanity():
     ds = build_dataset("synthetic:car", "train", 96, length=1)
     assert ds[0]["image"].shape == (3, 96, 96)
+
+
+def test_row_and_box_rasterisers_agree():
+    scene = synthetic_face.sample_scene(np.random.default_rng(4), 96)
+    V = np.concatenate([p.verts for p in scene.parts])
+    off = np.cumsum([0] + [len(p.verts) for p in scene.parts])
+    F = np.concatenate([p.faces + o for p, o in zip(scene.parts, off)])
+    xy = np.stack([scene.centre[0] + scene.scale * V[:, 0], scene.centre[1] - scene.scale * V[:, 1]], 1)
+    z = scene.scale * V[:, 2]
+    a = render._rasterize_boxes(xy, z, F, 96)
+    b = render._rasterize_rows(xy, z, F, 96)
+    np.testing.assert_array_equal(np.sort(a[0]), np.sort(b[0]))
+    np.testing.assert_array_equal(a[3], b[3])
