@@ -23,9 +23,12 @@ TORCH_LIBRARY(kp3d_kernels, m) {
 }
 
 // An empty module so that `import kp3d_kernels._C` loads this library (and its
-// TORCH_LIBRARY registrations) like any Python extension.
+// TORCH_LIBRARY registrations) like any Python extension. The CMake build (a plain shared
+// library for C++ users and tests/cpp) defines KP3D_NO_PYTHON_MODULE and needs no Python.
+#ifndef KP3D_NO_PYTHON_MODULE
 #include <Python.h>
 extern "C" PyObject* PyInit__C(void) {
   static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
   return PyModule_Create(&module);
 }
+#endif
