@@ -115,21 +115,23 @@ def render_scene(scene: Scene, size: int):
     return img, lm2d, lm3d, visible
 
 
+def _category_modules():
+    from . import synthetic_car, synthetic_face
+
+    return {"face": synthetic_face, "car": synthetic_car}
+
+
 class SyntheticDataset(torch.utils.data.Dataset):
     """On-the-fly procedural dataset; item ``i`` of a split is a pure function of (seed, split, i)."""
 
     def __init__(self, spec: str, category: str, split: str = "train", image_size: int = 64, *, seed: int = 0,
                  length: int | None = None):
-        from . import synthetic_car, synthetic_face
-
-        modules = {"face": synthetic_face, "car": synthetic_car}
-        if category not in modules:
+        if category not in _category_modules():
             raise DatasetError(f"dataset {spec!r}: unknown synthetic category {category!r} "
-                               f"(available: {', '.join(sorted(modules))})")
+                               f"(available: {', '.join(sorted(_category_modules()))})")
         check_split(spec, split)
         self.spec = spec
         self.category = category
-        self.module = modules[category]
         self.split = split
         self.image_size = check_image_size(spec, image_size)
         self.seed = int(seed)
@@ -141,6 +143,10 @@ class SyntheticDataset(torch.utils.data.Dataset):
         names = list(self.module.LANDMARK_NAMES)
         self.info = DatasetInfo(name=spec, landmark_names=names, num_landmarks=len(names), has_3d=True,
                                 eye_indices=self.module.EYE_INDICES, image_size=self.image_size)
+
+    @property
+    def module(self):  # looked up, not stored: the dataset must pickle (DataLoader workers, spawn)
+        return _category_modules()[self.category]
 
     def __len__(self):
         return self.length

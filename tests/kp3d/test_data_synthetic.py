@@ -151,3 +151,11 @@ def test_row_and_box_rasterisers_agree():
     b = render._rasterize_rows(xy, z, F, 96)
     np.testing.assert_array_equal(np.sort(a[0]), np.sort(b[0]))
     np.testing.assert_array_equal(a[3], b[3])
+
+
+def test_dataset_pickles_for_worker_processes():
+    import pickle
+
+    ds = build_dataset("synthetic:car", "regress", 16, seed=2, length=3)
+    ds2 = pickle.loads(pickle.dumps(ds))
+    assert torch.equal(ds[1]["image"], ds2[1]["image"])
