@@ -207,7 +207,7 @@ def sample_scene(rng: np.random.Generator, size: int) -> Scene:
     Mn, cn = ellipsoid_map([0, nose_y, nz - nose_len * 0.45], [nose_w, 0.23, nose_len], Rn)
     parts_head.append(make_part(cn + ps @ Mn.T, fs, skin * [0.97, 0.88, 0.84], 0.15))
     lm["nose_tip"] = extreme_point(Mn, cn, [0, 0, 1])
-    lm["nose_bridge"] = cn + Mn @ _unit([0, 0.93, 0.37])
+    att.point("nose_bridge", (np.array([0.0, 0.0, 0.01]), 0.0, eye_y - 0.02))  # on the skin between the eyes
     for side, name in ((-1, "left"), (1, "right")):
         q = cn + Mn @ _unit([side * 0.55, -0.78, 0.3])
         parts_head.append(make_part(q + ps * [0.032, 0.018, 0.02], fs, skin * 0.25, 0.0))

@@ -159,3 +159,20 @@ def test_dataset_pickles_for_worker_processes():
     ds = build_dataset("synthetic:car", "regress", 16, seed=2, length=3)
     ds2 = pickle.loads(pickle.dumps(ds))
     assert torch.equal(ds[1]["image"], ds2[1]["image"])
+
+
+def test_face_visibility_follows_yaw():
+    vis, yaw = [], []
+    for i in range(80):
+        scene = synthetic_face.sample_scene(np.random.default_rng(i), 32)
+        vis.append(synthetic.render_scene(scene, 32)[3])
+        yaw.append(scene.yaw_deg)
+    vis, yaw = np.array(vis), np.array(yaw)
+    frontal = np.abs(yaw) < 25
+    # every landmark can be seen on near-frontal faces
+    assert vis[frontal].mean(0).min() > 0.3
+    # turning towards image right (positive yaw) hides the right eye's outer corner, and vice versa
+    names = synthetic_face.LANDMARK_NAMES
+    ro, lo = names.index("right_eye_outer"), names.index("left_eye_outer")
+    assert vis[yaw > 50, ro].mean() < 0.5 < vis[yaw > 50, lo].mean()
+    assert vis[yaw < -50, lo].mean() < 0.5 < vis[yaw < -50, ro].mean()
