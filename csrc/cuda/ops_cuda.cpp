@@ -84,6 +84,8 @@ std::tuple<at::Tensor, at::Tensor> edge_map_bwd(const at::Tensor& grad_out,
   TORCH_CHECK(winner.dim() == 3 && winner.size(0) == keypoints.size(0),
               "winner must be (B, H, W)");
   check_shape(grad_out, "grad_out", winner.sizes());
+  // Float atomics across blocks: the summation order, hence the last bits, vary run to run.
+  at::globalContext().alertNotDeterministic("kp3d_kernels::edge_map_bwd (CUDA)");
   const c10::cuda::CUDAGuard guard(keypoints.device());
   const int64_t B = keypoints.size(0), K = keypoints.size(1), E = edges.size(0);
   auto grad_kp = at::empty_like(keypoints);
