@@ -1,0 +1,222 @@
+"""The whole model: detector -> 2D keypoints -> edge map -> decoder, plus the 3D structure.
+
+    model = KeypointModel(ModelConfig(num_keypoints=16, image_size=64))
+    out = model(images, generator=g)         # training forward (masking, reconstruction, 3D)
+    pred = model.predict(images)             # inference: keypoints_2d (B,K,2), keypoints_3d (B,K,3)
+
+`mode="autolink"` drops the 3D branch and its losses (the paper's 2D ablation).
+"""
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import torch
+from torch import nn
+
+from kp3d_kernels import EdgeMapRenderer
+
+from .decoder import Decoder, random_patch_mask
+from .detector import Detector
+from .structure3d import Canonicalizer, Lifter, ShapeModel, random_rotations
+
+MODES = ("3d", "autolink")
+# AutoLink's line thickness (gaussian falloff, 128 x 128) by number of keypoints
+_AUTOLINK_THICK = ((8, 2.5e-3), (16, 1e-3), (32, 7.5e-4))
+
+
+def default_edge_sigma(num_keypoints, image_size, falloff="gaussian"):
+    """AutoLink's `thick` for K (log-interpolated between its K = 8, 16, 32 settings), scaled by
+    (128 / S)^2 so that lines keep their width in pixels at other image sizes; for the exp
+    falloff, the distance at which the gaussian line falls to 1/e."""
+    ks = [k for k, _ in _AUTOLINK_THICK]
+    vs = [math.log(v) for _, v in _AUTOLINK_THICK]
+    lk = min(max(num_keypoints, ks[0]), ks[-1])
+    thick = math.exp(float(np.interp(math.log(lk), [math.log(k) for k in ks], vs)))
+    thick *= (128.0 / image_size) ** 2
+    return thick if falloff == "gaussian" else math.sqrt(thick)
+
+
+@dataclass
+class ModelConfig:
+    num_keypoints: int = 16
+    image_size: int = 64
+    mode: str = "3d"
+    detector_widths: tuple = (32, 64, 128)
+    decoder_widths: tuple = (32, 64, 128, 256)
+    temperature: float = 1.0
+    edge_falloff: str = "gaussian"
+    edge_sigma: float = 0.0  # 0 = default_edge_sigma(K, S, falloff)
+    edge_lr_scale: float = 512.0
+    mask_grid: int = 16
+    mask_keep: float = 0.2
+    num_basis: int = 2
+    lifter_hidden: int = 256
+    lifter_depth: int = 2
+    canonicalization: bool = True
+    backend: str = "auto"
+
+    def __post_init__(self):
+        self.detector_widths = tuple(int(w) for w in self.detector_widths)
+        self.decoder_widths = tuple(int(w) for w in self.decoder_widths)
+        self.validate()
+
+    def validate(self):
+        K, S = self.num_keypoints, self.image_size
+        if isinstance(K, bool) or not isinstance(K, int) or K < 2:
+            raise ValueError(f"the number of keypoints must be an integer >= 2, got {K!r}")
+        if isinstance(S, bool) or not isinstance(S, int) or S < 16:
+            raise ValueError(f"the image size must be an integer >= 16, got {S!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        down = 2 ** len(self.detector_widths)
+        if len(self.detector_widths) < 2 or S % down:
+            raise ValueError(f"image size {S} must be divisible by 2^{len(self.detector_widths)} "
+                             f"= {down} (detector levels) and there must be >= 2 levels")
+        if S % (2 ** (len(self.decoder_widths) - 1)):
+            raise ValueError(f"image size {S} must be divisible by "
+                             f"{2 ** (len(self.decoder_widths) - 1)} (decoder levels)")
+        if S % self.mask_grid:
+            raise ValueError(f"image size {S} must be divisible by the mask grid {self.mask_grid}")
+        if not 0.0 <= self.mask_keep <= 1.0:
+            raise ValueError(f"mask_keep must be in [0, 1], got {self.mask_keep}")
+        if self.num_basis < 0:
+            raise ValueError(f"num_basis must be >= 0, got {self.num_basis}")
+        if self.edge_falloff not in ("exp", "gaussian"):
+            raise ValueError(f"edge_falloff must be exp or gaussian, got {self.edge_falloff!r}")
+
+    @property
+    def sigma(self):
+        return self.edge_sigma or default_edge_sigma(self.num_keypoints, self.image_size,
+                                                     self.edge_falloff)
+
+    def to_dict(self):
+        d = asdict(self)
+        d["detector_widths"] = list(self.detector_widths)
+        d["decoder_widths"] = list(self.decoder_widths)
+        return d
+
+    @classmethod
+    def from_dict(cls, d):
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+class KeypointModel(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        K, S = config.num_keypoints, config.image_size
+        self.detector = Detector(K, config.detector_widths, temperature=config.temperature,
+                                 backend=config.backend)
+        self.renderer = EdgeMapRenderer(K, S, config.sigma, falloff=config.edge_falloff,
+                                        learnable=True, backend=config.backend,
+                                        lr_scale=config.edge_lr_scale)
+        self.decoder = Decoder(config.decoder_widths)
+        self.has_3d = config.mode == "3d"
+        if self.has_3d:
+            self.shape = ShapeModel(K, config.num_basis)
+            self.lifter = Lifter(K, config.num_basis, config.lifter_hidden, config.lifter_depth)
+            self.canonicalizer = (Canonicalizer(K, config.num_basis, config.lifter_hidden,
+                                                config.lifter_depth)
+                                  if config.canonicalization and config.num_basis > 0 else None)
+
+    # ------------------------------------------------------------------ pieces
+    def lift(self, keypoints):
+        """2D keypoints (B, K, 2) -> the 3D structure (dict). The lifter sees the keypoints
+        detached: the projection loss shapes the detector only through its target side."""
+        scales = self.shape.projection_scales().to(keypoints.dtype)
+        alpha, R, S, T = self.lifter(keypoints.detach().float(), scales.float())
+        X = self.shape.canonical(alpha)
+        P3D = self.shape.pose(X, R, S, T)
+        return {"alpha": alpha, "rotation": R, "scale": S, "translation": T, "canonical": X,
+                "points_3d": P3D, "projected": self.shape.project(P3D),
+                "keypoints_3d": self.shape.to_image_frame(P3D)}
+
+    def parameter_groups(self):
+        """(edge-weight parameters, everything else) for the optimiser."""
+        edge = [self.renderer.theta] if isinstance(self.renderer.theta, nn.Parameter) else []
+        ids = {id(p) for p in edge}
+        rest = [p for p in self.parameters() if id(p) not in ids]
+        return edge, rest
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, images, generator=None):
+        """Training forward. images (B, 3, S, S) in [-1, 1]; generator: CPU torch.Generator for
+        the patch mask and the canonicalisation rotations (reproducible, resumable runs)."""
+        B = images.shape[0]
+        det = self.detector(images)
+        kp = det["keypoints"]
+        edge = self.renderer(kp).to(images.dtype)
+        mask = random_patch_mask(B, images.shape[-2:], self.config.mask_grid,
+                                 self.config.mask_keep, generator=generator,
+                                 device=images.device, dtype=images.dtype)
+        masked = images * mask
+        out = {"keypoints": kp, "heatmaps": det["heatmaps"], "edge_map": edge,
+               "masked": masked, "reconstruction": self.decoder(masked, edge)}
+        if self.has_3d:
+            out.update(self.lift(kp))
+            if self.canonicalizer is not None:
+                X = out["canonical"]
+                Rr = random_rotations(B, generator=generator, dtype=X.dtype, device=X.device)
+                alpha_c = self.canonicalizer(X @ Rr.transpose(-1, -2))
+                out["canonical_recovered"] = self.shape.canonical(alpha_c)
+        return out
+
+    @torch.no_grad()
+    def predict(self, images):
+        """Inference: {"keypoints_2d" (B,K,2), "keypoints_3d" (B,K,3) or absent, ...}.
+
+        keypoints_3d is P3D in the frame of the 2D keypoints (x, y through Pi, z the depth in the
+        same units; its sign is a gauge: a weak-perspective model cannot tell a shape from its
+        depth mirror)."""
+        det = self.detector(images)
+        res = {"keypoints_2d": det["keypoints"].float()}
+        if self.has_3d:
+            lift = self.lift(res["keypoints_2d"])
+            res.update({k: lift[k] for k in ("keypoints_3d", "alpha", "rotation", "scale",
+                                             "translation", "projected")})
+        return res
+
+    def structure(self):
+        """The learned structure as plain lists (for `kp3d export`)."""
+        out = {"num_keypoints": self.config.num_keypoints, "mode": self.config.mode,
+               "edges": self.renderer.edges.tolist(),
+               "edge_weights": self.renderer.weights.detach().cpu().tolist(),
+               "edge_sigma": self.config.sigma, "edge_falloff": self.config.edge_falloff}
+        if self.has_3d:
+            out.update({"num_basis": self.config.num_basis,
+                        "mean_shape": self.shape.mean_shape.detach().cpu().tolist(),
+                        "basis": self.shape.basis.detach().cpu().tolist(),
+                        "projection_scales": self.shape.projection_scales().detach().cpu().tolist()})
+        return out
+
+
+@torch.no_grad()
+def predict_dataset(model, dataset, *, batch_size=64, device="cpu", num_workers=0):
+    """Run the model over a dataset. Returns numpy arrays: keypoints_2d (N, K, 2) and, with the
+    3D branch, keypoints_3d (N, K, 3) (kp3d frame, [-1, 1]); and the dataset's landmarks_2d,
+    landmarks_3d, visible, yaw_deg, index."""
+    was_training = model.training
+    model.eval()
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                                         num_workers=num_workers)
+    acc = {}
+    for batch in loader:
+        pred = model.predict(batch["image"].to(device))
+        items = {"keypoints_2d": pred["keypoints_2d"]}
+        if "keypoints_3d" in pred:
+            items["keypoints_3d"] = pred["keypoints_3d"]
+        for key in ("landmarks_2d", "landmarks_3d", "visible", "yaw_deg", "index"):
+            if key in batch:
+                items[key] = batch[key]
+        for k, v in items.items():
+            acc.setdefault(k, []).append(torch.as_tensor(v).cpu())
+    model.train(was_training)
+    return {k: torch.cat(v).numpy() for k, v in acc.items()}
+
+
+__all__ = ["ModelConfig", "KeypointModel", "predict_dataset", "default_edge_sigma", "MODES"]

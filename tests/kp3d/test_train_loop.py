@@ -1,0 +1,188 @@
+"""The trainer: a short run lowers the loss, exact resume, checkpoints, sampler, logs."""
+
+import csv
+import os
+import pickle
+
+import pytest
+import torch
+
+from kp3d.model import ModelConfig
+from kp3d.train import checkpoint as ckpt
+from kp3d.train.config import TrainConfig
+from kp3d.train.trainer import StepBatchSampler, load_model, step_generator, train
+
+MODEL = dict(num_keypoints=4, image_size=32, detector_widths=(8, 16), decoder_widths=(8, 16),
+             lifter_hidden=16, lifter_depth=1)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # two OpenMP threads on a loaded two-core machine run many times slower than one
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _cfg(out, **kw):
+    base = dict(data="synthetic:face", out=str(out), steps=4, batch_size=4, train_length=12,
+                lr=1e-3, checkpoint_every=2, log_every=1, image_every=1000, progress=False,
+                reconstruction="pyramid")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_short_run_lowers_the_loss(tmp_path):
+    torch.manual_seed(0)
+    cfg = _cfg(tmp_path, steps=40, batch_size=4, train_length=4, lr=3e-3, checkpoint_every=40,
+               image_every=40)
+    summary = train(cfg, ModelConfig(**MODEL))
+    assert summary["step"] == 40
+    rows = _read_csv(tmp_path / "metrics.csv")
+    assert [int(r["step"]) for r in rows] == list(range(1, 41))
+    first = sum(float(r["loss"]) for r in rows[:5]) / 5
+    last = sum(float(r["loss"]) for r in rows[-5:]) / 5
+    assert last < 0.8 * first, (first, last)
+    assert {"reconstruction", "projection", "repulsion", "canonicalization",
+            "images_per_s"} <= set(rows[0])
+    pics = sorted(os.listdir(tmp_path / "images"))
+    assert "keypoints_00000040.png" in pics and "reconstruction_00000040.png" in pics
+    assert "structure_00000040.png" in pics
+
+
+def _state(path):
+    return torch.load(path, weights_only=True)
+
+
+def test_resume_is_exact(tmp_path):
+    model_cfg = ModelConfig(**MODEL)
+    full = tmp_path / "full"
+    part = tmp_path / "part"
+    train(_cfg(full, steps=6, checkpoint_every=3), model_cfg)
+    train(_cfg(part, steps=3, checkpoint_every=3), model_cfg)
+    assert ckpt.find_latest(part).endswith("ckpt-00000003.pt")
+    summary = train(_cfg(part, steps=6, checkpoint_every=3), model_cfg, resume=True)
+    assert summary["step"] == 6
+    a, b = _state(full / "ckpt-00000006.pt"), _state(part / "ckpt-00000006.pt")
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert torch.equal(sa["exp_avg"], sb["exp_avg"])
+    rows = _read_csv(part / "metrics.csv")
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [r["loss"] for r in rows] == [r["loss"] for r in _read_csv(full / "metrics.csv")]
+
+
+def test_resume_refuses_a_different_model(tmp_path):
+    train(_cfg(tmp_path, steps=2), ModelConfig(**MODEL))
+    with pytest.raises(ckpt.CheckpointError, match="num_keypoints"):
+        train(_cfg(tmp_path, steps=4), ModelConfig(**{**MODEL, "num_keypoints": 5}), resume=True)
+
+
+def test_resume_without_checkpoint_starts_fresh(tmp_path):
+    said = []
+    train(_cfg(tmp_path, steps=1), ModelConfig(**MODEL), resume=True, log=said.append)
+    assert any("from scratch" in s for s in said)
+    assert ckpt.find_latest(tmp_path).endswith("ckpt-00000001.pt")
+
+
+def test_checkpoints_are_pruned_and_weights_only(tmp_path):
+    train(_cfg(tmp_path, steps=8, checkpoint_every=2, keep_checkpoints=2), ModelConfig(**MODEL))
+    names = sorted(os.listdir(tmp_path))
+    assert [n for n in names if n.startswith("ckpt-")] == ["ckpt-00000006.pt", "ckpt-00000008.pt"]
+    assert not [n for n in names if n.startswith(".tmp")]
+    raw = torch.load(tmp_path / "ckpt-00000008.pt", weights_only=True)
+    assert raw["format"] == ckpt.FORMAT and raw["step"] == 8
+    model, state = load_model(tmp_path)
+    assert state["step"] == 8 and not model.training
+
+
+def test_checkpoint_errors(tmp_path):
+    with pytest.raises(ckpt.CheckpointError, match="not found"):
+        ckpt.load_checkpoint(tmp_path / "missing.pt")
+    with pytest.raises(ckpt.CheckpointError, match="no checkpoint"):
+        ckpt.load_checkpoint(tmp_path)
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(ckpt.CheckpointError, match="corrupt"):
+        ckpt.load_checkpoint(corrupt)
+    train(_cfg(tmp_path / "run", steps=2), ModelConfig(**MODEL))
+    good = (tmp_path / "run" / "ckpt-00000002.pt").read_bytes()
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good[: len(good) // 2])
+    with pytest.raises(ckpt.CheckpointError, match="corrupt"):
+        ckpt.load_checkpoint(truncated)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign)
+    with pytest.raises(ckpt.CheckpointError, match="not a kp3d checkpoint"):
+        ckpt.load_checkpoint(foreign)
+    code = tmp_path / "code.pt"
+    torch.save({"format": ckpt.FORMAT, "obj": pickle.loads(pickle.dumps(os.getcwd))}, code)
+    with pytest.raises(ckpt.CheckpointError, match="plain-tensor"):
+        ckpt.load_checkpoint(code)
+    old = tmp_path / "old.pt"
+    torch.save({"format": ckpt.FORMAT, "version": 99}, old)
+    with pytest.raises(ckpt.CheckpointError, match="version"):
+        ckpt.load_checkpoint(old)
+    wrong = tmp_path / "wrong.pt"
+    state = torch.load(tmp_path / "run" / "ckpt-00000002.pt", weights_only=True)
+    state["model"].pop(next(iter(state["model"])))
+    torch.save(state, wrong)
+    with pytest.raises(ckpt.CheckpointError, match="does not match"):
+        load_model(wrong)
+
+
+def test_atomic_save_leaves_old_file_on_failure(tmp_path):
+    path = tmp_path / "x.pt"
+    ckpt.save_atomic({"a": torch.zeros(1)}, path)
+
+    class Boom:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        ckpt.save_atomic({"a": Boom()}, path)
+    assert torch.equal(torch.load(path, weights_only=True)["a"], torch.zeros(1))
+    assert os.listdir(tmp_path) == ["x.pt"]
+
+
+def test_step_sampler_is_a_function_of_the_step():
+    full = StepBatchSampler(10, 4, seed=1, start=0, end=6)
+    tail = StepBatchSampler(10, 4, seed=1, start=3, end=6)
+    assert list(full)[3:] == list(tail)
+    batches = list(full)
+    seen = [i for b in batches[:5] for i in b][:20]
+    assert sorted(seen[:10]) == list(range(10)) and sorted(seen[10:20]) == list(range(10))
+    r0 = StepBatchSampler(10, 4, seed=1, start=0, end=6, rank=0, world=2)
+    r1 = StepBatchSampler(10, 4, seed=1, start=0, end=6, rank=1, world=2)
+    assert [a + b for a, b in zip(r0, r1)] == batches
+    with pytest.raises(ValueError, match="divisible"):
+        StepBatchSampler(10, 3, world=2)
+
+
+def test_step_generator_depends_on_seed_step_rank():
+    draw = lambda *a: torch.rand(3, generator=step_generator(*a))  # noqa: E731
+    assert torch.equal(draw(0, 5, 0), draw(0, 5, 0))
+    assert not torch.equal(draw(0, 5, 0), draw(0, 6, 0))
+    assert not torch.equal(draw(0, 5, 0), draw(0, 5, 1))
+    assert not torch.equal(draw(0, 5, 0), draw(1, 5, 0))
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(steps=0), "steps"), (dict(batch_size=0), "batch-size"), (dict(lr=0.0), "lr"),
+    (dict(projection_loss="l3"), "projection loss"), (dict(w_repulsion=-1.0), "w-repulsion"),
+])
+def test_train_config_validation(bad, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**bad).validate()
+
+
+def test_autolink_mode_trains(tmp_path):
+    summary = train(_cfg(tmp_path, steps=2), ModelConfig(**{**MODEL, "mode": "autolink"}))
+    assert "projection" not in summary["terms"] and "reconstruction" in summary["terms"]
