@@ -100,7 +100,8 @@ template <typename T>
 KP3D_HD Projection<T> project(const Segment<T>& s, T px, T py) {
   const T dx = px - s.ax, dy = py - s.ay;
   T t = (dx * s.vx + dy * s.vy) * s.inv_len2;
-  t = t < T(0) ? T(0) : (t > T(1) ? T(1) : t);  // keeps NaN as NaN
+  t = T(1) < t ? T(1) : t;  // clamp to [0, 1] as two selects (vectorisable), keeping NaN
+  t = t < T(0) ? T(0) : t;
   Projection<T> pr;
   pr.t = t;
   pr.rx = dx - t * s.vx;
@@ -119,7 +120,8 @@ KP3D_HD T falloff_exponent(const Projection<T>& pr, T inv_sigma, bool gaussian) 
 // (lower) edge index, and the first NaN wins and sticks, so NaN propagates as torch.max does.
 template <typename T>
 KP3D_HD bool better(T cost, T best) {
-  return cost < best || (cost != cost && best == best);
+  // bitwise, not short-circuit: branch-free, so the CPU pixel loop vectorises
+  return (cost < best) | ((cost != cost) & (best == best));
 }
 
 // Gradient of S = w exp(-f) for the winning edge, given dL/dS = g at a pixel:

@@ -42,7 +42,7 @@ def _jit_build():
         "build them ahead of time.", RuntimeWarning, stacklevel=4)
     cpp_extension.load(
         name="kp3d_kernels_jit", sources=sources, is_python_module=False,
-        extra_include_paths=[str(src)], extra_cflags=["-O3", "-fopenmp", "-g0"],
+        extra_include_paths=[str(src)], extra_cflags=["-O3", "-fopenmp", "-g0", "-fno-trapping-math", "-fno-math-errno"],
         extra_ldflags=["-fopenmp"], verbose=False)
 
 

@@ -21,6 +21,26 @@ std::vector<Segment<T>> make_segments(const T* kp, const T* w, const int64_t* ed
   return segs;
 }
 
+// The running argmin over edges for one image row; the falloff is a template argument so that
+// the pixel loop is branch-free and vectorises (with -fno-trapping-math -fno-math-errno, which
+// let GCC if-convert the float compares and sqrt without changing any result).
+template <typename T, bool Gaussian>
+void best_edges(const Segment<T>* segs, int64_t E, const T* xs, T py, T inv_sigma, int64_t W,
+                T* best, int32_t* arg) {
+  for (int64_t e = 0; e < E; ++e) {
+    const Segment<T> s = segs[e];
+    const int32_t ei = static_cast<int32_t>(e);
+    for (int64_t c = 0; c < W; ++c) {
+      const T cost = falloff_exponent(project(s, xs[c], py), inv_sigma, Gaussian) + s.neg_log_w;
+      const T b = best[c];
+      const bool take = better(cost, b);
+      const int32_t mask = -static_cast<int32_t>(take);  // an integer blend GCC can vectorise
+      best[c] = take ? cost : b;
+      arg[c] = (ei & mask) | (arg[c] & ~mask);
+    }
+  }
+}
+
 template <typename T>
 void forward_impl(const at::Tensor& keypoints, const at::Tensor& weights,
                   const at::Tensor& edges, int64_t H, int64_t W, double sigma, bool gaussian,
@@ -48,16 +68,10 @@ void forward_impl(const at::Tensor& keypoints, const at::Tensor& weights,
       std::fill(best.begin(), best.end(), std::numeric_limits<T>::infinity());
       std::fill(arg.begin(), arg.end(), 0);
       const Segment<T>* sb = segs[b].data();
-      for (int64_t e = 0; e < E; ++e) {
-        const Segment<T> s = sb[e];
-        const int32_t ei = static_cast<int32_t>(e);
-        for (int64_t c = 0; c < W; ++c) {
-          const T cost = falloff_exponent(project(s, xs[c], py), inv_sigma, gaussian) + s.neg_log_w;
-          const bool take = better(cost, best[c]);
-          best[c] = take ? cost : best[c];
-          arg[c] = take ? ei : arg[c];
-        }
-      }
+      if (gaussian)
+        best_edges<T, true>(sb, E, xs.data(), py, inv_sigma, W, best.data(), arg.data());
+      else
+        best_edges<T, false>(sb, E, xs.data(), py, inv_sigma, W, best.data(), arg.data());
       T* orow = o + row * W;
       int32_t* wrow = win + row * W;
       for (int64_t c = 0; c < W; ++c) {
