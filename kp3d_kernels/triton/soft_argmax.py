@@ -78,7 +78,10 @@ def _soft_argmax_fwd_kernel(h_ptr, coords_ptr, stats_ptr, M, H, W, HW, temp_bits
         st1 = z
     else:
         # max(sum, 1e-12); a NaN sum stays NaN (as the reference's clamp_min)
-        norm = tl.where(z >= SUM_FLOOR, z, tl.where(z != z, z, SUM_FLOOR))
+        # (the floor as a tensor of the dtype: Triton rounds a float literal that meets a
+        # comparison to float32 first, and 1e-12 is not a float32)
+        floor = tl.full([BLOCK_M], SUM_FLOOR, DT)
+        norm = tl.where(z >= floor, z, tl.where(z != z, z, floor))
         cx = div_rn(sx, norm)
         cy = div_rn(sy, norm)
         st0 = z
@@ -126,7 +129,7 @@ def _soft_argmax_bwd_kernel(gc_ptr, h_ptr, coords_ptr, stats_ptr, out_ptr, M, H,
     else:
         # c = sum h p / n, n = max(sum h, 1e-12): d c / d h(p) = (p - c) / n, or p / n where the
         # floor is active (n then does not depend on h)
-        floored = ~(st0 >= SUM_FLOOR)
+        floored = ~(st0 >= tl.full([BLOCK_M, 1], SUM_FLOOR, DT))
         base_term = tl.where(floored, 0.0, -(gx * cx + gy * cy))
         g = (gx * x + gy * y + base_term) * div_rn(one, st1)
     tl.store(out_ptr + offs, g, mask=msk)
