@@ -27,6 +27,9 @@ def test_perfect_predictions_give_zero():
     assert m["nme_2d_mean_baseline"] > 0.05 and m["nme_3d_flat_baseline"] > 0.01
     assert len(m["per_landmark_2d"]) == 6 and max(m["per_landmark_2d"]) < 1e-9
     assert "3D NME" in format_metrics(m)
+    import json
+
+    json.dumps(m, allow_nan=False)  # metrics.json material: plain JSON types, no NaN
 
 
 def test_linear_map_of_ground_truth_gives_zero_after_regression():
@@ -63,6 +66,9 @@ def test_hand_computed_example():
     m = evaluate_keypoints(gtr, gtr, pte, gte, input_frame="raw")
     assert m["nme_2d"] == pytest.approx(0.15) and m["nme_2d_norm"] == "box-diagonal"
     assert m["nme_2d_box"] is None  # not computable: None (JSON has no NaN)
+    import json
+
+    json.dumps(m, allow_nan=False)
 
 
 def test_hand_computed_3d_and_reflection():
