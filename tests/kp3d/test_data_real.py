@@ -1,7 +1,6 @@
 """Loaders for user-supplied data, on small fixture files written by the tests."""
 
 import json
-import warnings
 
 import numpy as np
 import pytest
