@@ -52,9 +52,11 @@ def _soft_argmax_fwd_kernel(h_ptr, coords_ptr, stats_ptr, M, H, W, HW, temp_bits
             nan_seen = tl.maximum(nan_seen, tl.max(tl.where(msk & is_nan, 1, 0), axis=1))
             v = tl.where(msk & (v == v), v, float("-inf"))  # padding and NaN add nothing
             m_new = tl.maximum(m, tl.max(v, axis=1))
-            # exp(m - m_new), and 1 while both are -inf (nothing accumulated yet)
-            scale = tl.where(m_new == m, 1.0, tl.exp(m - m_new))
-            q = tl.where(v > float("-inf"), tl.exp(v - m_new[:, None]), 0.0)
+            # exp(m - m_new), 1 while both are -inf (nothing accumulated yet); the -inf entries
+            # (and padding) give q = exp(-inf) = 0 with no -inf - -inf
+            m_sub = tl.where(m_new > float("-inf"), m_new, 0.0)
+            scale = tl.exp(tl.where(m_new == m, 0.0, m - m_sub))
+            q = tl.exp(v - m_sub[:, None])
             z = z * scale + tl.sum(q, axis=1)
             sx = sx * scale + tl.sum(q * x, axis=1)
             sy = sy * scale + tl.sum(q * y, axis=1)
@@ -71,7 +73,7 @@ def _soft_argmax_fwd_kernel(h_ptr, coords_ptr, stats_ptr, M, H, W, HW, temp_bits
     if SOFTMAX:
         # any NaN in the map: NaN coordinates (and z), as the reference's softmax gives
         has_nan = nan_seen > 0
-        z = tl.where(has_nan, float("nan"), z)
+        z = tl.where(has_nan, float("nan"), tl.where(mmask, z, 1.0))  # padding rows: no 0 / 0
         cx = div_rn(sx, z)
         cy = div_rn(sy, z)
         st0 = m
