@@ -69,6 +69,18 @@ def test_softmax_is_stable_for_large_logits(backend, device):
 
 
 @pytest.mark.parametrize("backend,device", KERNEL_BACKENDS)
+def test_minus_infinity_carries_no_weight(backend, device):
+    h = make_heatmaps(1, 3, 4, 5, "softmax", seed=3)
+    h[0, 0, 0, :3] = float("-inf")  # before the first finite value in scan order
+    h[0, 1, 2, 1] = float("-inf")
+    h[0, 2] = float("-inf")  # all -inf: NaN, as torch.softmax gives
+    ref = kk.soft_argmax(h, backend="torch")
+    got = kk.soft_argmax(h.to(device), backend=backend).cpu()
+    torch.testing.assert_close(got[0, :2], ref[0, :2])
+    assert torch.isnan(got[0, 2]).all() and torch.isnan(ref[0, 2]).all()
+
+
+@pytest.mark.parametrize("backend,device", KERNEL_BACKENDS)
 def test_sum_of_zeros_uses_the_floor(backend, device):
     h = torch.zeros(1, 2, 4, 5, dtype=torch.float64)
     h[0, 1, 2, 3] = 0.5

@@ -37,7 +37,8 @@ void forward_impl(const at::Tensor& heatmaps, double temperature, bool softmax, 
               z *= scale, sx *= scale, sy *= scale;
               m = v;
             }
-            const double q = std::exp(v - m);
+            // -inf carries no weight (as in torch.softmax), even before the first finite value
+            const double q = v == -std::numeric_limits<double>::infinity() ? 0.0 : std::exp(v - m);
             z += q, sx += q * x, sy += q * y;
           } else {
             z += v, sx += v * x, sy += v * y;
@@ -51,7 +52,7 @@ void forward_impl(const at::Tensor& heatmaps, double temperature, bool softmax, 
         st[map * 2] = T(m);
         st[map * 2 + 1] = T(z);
       } else {
-        const double norm = z >= kSumFloor ? z : kSumFloor;  // NaN stays NaN
+        const double norm = z >= kSumFloor ? z : kSumFloor;  // a NaN sum gives NaN coords via sx, sy
         out[map * 2] = T(sx / norm);
         out[map * 2 + 1] = T(sy / norm);
         st[map * 2] = T(z);
