@@ -128,10 +128,11 @@ class KeypointModel(nn.Module):
     def lift(self, keypoints):
         """2D keypoints (B, K, 2) -> the 3D structure (dict). The lifter sees the keypoints
         detached: the projection loss shapes the detector only through its target side."""
-        scales = self.shape.projection_scales().to(keypoints.dtype)
-        alpha, R, S, T = self.lifter(keypoints.detach().float(), scales.float())
-        X = self.shape.canonical(alpha)
-        P3D = self.shape.pose(X, R, S, T)
+        with torch.autocast(device_type=keypoints.device.type, enabled=False):  # geometry in fp32
+            scales = self.shape.projection_scales().float()
+            alpha, R, S, T = self.lifter(keypoints.detach().float(), scales)
+            X = self.shape.canonical(alpha)
+            P3D = self.shape.pose(X, R, S, T)
         return {"alpha": alpha, "rotation": R, "scale": S, "translation": T, "canonical": X,
                 "points_3d": P3D, "projected": self.shape.project(P3D),
                 "keypoints_3d": self.shape.to_image_frame(P3D)}
@@ -162,8 +163,9 @@ class KeypointModel(nn.Module):
             if self.canonicalizer is not None:
                 X = out["canonical"]
                 Rr = random_rotations(B, generator=generator, dtype=X.dtype, device=X.device)
-                alpha_c = self.canonicalizer(X @ Rr.transpose(-1, -2))
-                out["canonical_recovered"] = self.shape.canonical(alpha_c)
+                with torch.autocast(device_type=X.device.type, enabled=False):
+                    alpha_c = self.canonicalizer(X @ Rr.transpose(-1, -2))
+                    out["canonical_recovered"] = self.shape.canonical(alpha_c)
         return out
 
     @torch.no_grad()
