@@ -123,21 +123,16 @@ def _edge_map_fwd_kernel(seg_ptr, out_ptr, win_ptr, B, H, W, E, sigma_bits,
 
     if BLOCK_E == 1:
         # GPU path: one edge at a time, its constants loaded once per tile as uniform scalars
-        # (the next edge's are prefetched while this one is evaluated).
-        ax = tl.load(seg + 0)
-        ay = tl.load(seg + 1)
-        vx = tl.load(seg + 2)
-        vy = tl.load(seg + 3)
-        il = tl.load(seg + 4)
-        nl = tl.load(seg + 5)
+        # (the other resident warps hide their L1 latency; a manual prefetch into the next
+        # iteration only added register moves in the compiled loop).
         for e in range(E):
-            nxt = seg + tl.minimum(e + 1, E - 1) * 8
-            ax_n = tl.load(nxt + 0)
-            ay_n = tl.load(nxt + 1)
-            vx_n = tl.load(nxt + 2)
-            vy_n = tl.load(nxt + 3)
-            il_n = tl.load(nxt + 4)
-            nl_n = tl.load(nxt + 5)
+            s = seg + e * 8
+            ax = tl.load(s + 0)
+            ay = tl.load(s + 1)
+            vx = tl.load(s + 2)
+            vy = tl.load(s + 3)
+            il = tl.load(s + 4)
+            nl = tl.load(s + 5)
             cost = _cost(px, py, ax, ay, vx, vy, il, nl, inv_sigma, GAUSSIAN)
             # segment_math.h `better`: strictly smaller wins (ties keep the lowest e), the first
             # NaN wins and sticks.
@@ -152,7 +147,6 @@ def _edge_map_fwd_kernel(seg_ptr, out_ptr, win_ptr, B, H, W, E, sigma_bits,
                 take = (cost < best) | ((cost != cost) & (best == best))
                 best = tl.where(take, cost, best)
             arg = tl.where(take, e, arg)
-            ax, ay, vx, vy, il, nl = ax_n, ay_n, vx_n, vy_n, il_n, nl_n
     else:
         # Interpreter path: BLOCK_E edges x all pixels of the tile per vectorised step.
         first_nan = tl.full([BLOCK_H * BLOCK_W], BIG, tl.int32)
