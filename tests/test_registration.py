@@ -56,7 +56,7 @@ class TinyKeypointModel(torch.nn.Module):
         return self.renderer(kp).mean() + self.repulsion(kp) + dist.mean()
 
 
-@pytest.mark.parametrize("backend,device", [p for p in KERNEL_BACKENDS if p.values[0] != "triton"])
+@pytest.mark.parametrize("backend,device", KERNEL_BACKENDS)
 def test_torch_compile_fullgraph(backend, device):
     torch._dynamo.reset()
     model = TinyKeypointModel(5, backend).to(device)

@@ -111,9 +111,13 @@ def test_half_precision_and_non_contiguous(backend, device):
 def test_nan_stays_in_its_map(backend, device, normalize):
     h = make_heatmaps(1, 3, 4, 5, normalize, seed=6)
     h[0, 1, 2, 2] = float("nan")
-    out = kk.soft_argmax(h.to(device), normalize=normalize, backend=backend).cpu()
-    assert torch.isnan(out[0, 1]).all()
-    assert torch.isfinite(out[0, [0, 2]]).all()
+    x = h.to(device).requires_grad_()
+    out = kk.soft_argmax(x, normalize=normalize, backend=backend)
+    assert torch.isnan(out[0, 1]).all().item()
+    assert torch.isfinite(out[0, [0, 2]]).all().item()
+    out.nansum().backward()
+    assert torch.isnan(x.grad[0, 1]).all().item()  # the NaN reaches the map's gradient
+    assert torch.isfinite(x.grad[0, [0, 2]]).all().item()
 
 
 @pytest.mark.parametrize("backend,device", KERNEL_BACKENDS)

@@ -52,7 +52,8 @@ void forward_impl(const at::Tensor& heatmaps, double temperature, bool softmax, 
         st[map * 2] = T(m);
         st[map * 2 + 1] = T(z);
       } else {
-        const double norm = z >= kSumFloor ? z : kSumFloor;  // a NaN sum gives NaN coords via sx, sy
+        // NaN stays NaN, so that the backward (which divides by it) is NaN too
+        const double norm = z != z ? z : (z >= kSumFloor ? z : kSumFloor);
         out[map * 2] = T(sx / norm);
         out[map * 2 + 1] = T(sy / norm);
         st[map * 2] = T(z);

@@ -147,7 +147,8 @@ __global__ void __launch_bounds__(kThreads)
           stats[map * 2] = s.m;
           stats[map * 2 + 1] = s.z;
         } else {
-          const T norm = s.z >= T(kSumFloor) ? s.z : T(kSumFloor);  // as the CPU kernel
+          // as the CPU kernel: NaN stays NaN (so the backward is NaN too)
+          const T norm = s.z != s.z ? s.z : (s.z >= T(kSumFloor) ? s.z : T(kSumFloor));
           coords[map * 2] = s.sx / norm;
           coords[map * 2 + 1] = s.sy / norm;
           stats[map * 2] = s.z;
