@@ -94,6 +94,7 @@ setup(
     extras_require={
         "triton": ["triton>=3.6"],
         "viz": ["Pillow", "matplotlib", "tqdm"],
+        "mat": ["scipy"],  # .mat annotations of 300W-LP and AFLW2000-3D
         "test": ["pytest", "pytest-benchmark", "hypothesis"],
     },
     entry_points={"console_scripts": ["kp3d=kp3d.cli:main"]},
