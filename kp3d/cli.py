@@ -78,10 +78,11 @@ def build_parser():
     t.add_argument("--vgg-weights", default="", help="local torchvision vgg16 state dict (.pth)")
     t.add_argument("--vgg-resize", type=int, default=0, help="resize before VGG (AutoLink 224; 0 = no)")
     t.add_argument("--w-projection", type=float, default=1.0)
-    t.add_argument("--w-repulsion", type=float, default=0.05)
+    t.add_argument("--w-repulsion", type=float, default=0.1)
     t.add_argument("--w-canonicalization", type=float, default=1.0)
     t.add_argument("--projection-loss", choices=("huber", "l1", "l2"), default="huber")
-    t.add_argument("--repulsion-bandwidth", type=float, default=0.1)
+    t.add_argument("--repulsion-bandwidth", type=float, default=0.0,
+                   help="repulsion bandwidth h in [-1, 1] units (0 = auto, 0.7 / sqrt(K))")
     t.add_argument("--hflip", action="store_true", help="random horizontal flips")
     t.add_argument("--train-images", type=int, default=0, help="training images (0 = the dataset's)")
     t.add_argument("--seed", type=int, default=0)

@@ -28,11 +28,11 @@ class TrainConfig:
     vgg_resize: int = 0           # 0 = no resize (AutoLink: 224)
     w_reconstruction: float = 1.0
     w_projection: float = 1.0
-    w_repulsion: float = 0.05
+    w_repulsion: float = 0.1
     w_canonicalization: float = 1.0
     projection_loss: str = "huber"
     projection_delta: float = 0.02
-    repulsion_bandwidth: float = 0.1
+    repulsion_bandwidth: float = 0.0  # 0 = auto: 0.7 / sqrt(K), about the spacing of K points on the object
     projection_warmup: int = 0    # steps during which the projection loss does not move the detector
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
@@ -52,8 +52,9 @@ class TrainConfig:
             positive_int(name)
         for name in ("train_length", "num_workers", "warmup_steps", "projection_warmup", "vgg_resize"):
             positive_int(name, 0)
-        for name in ("lr", "edge_lr_mult", "structure_lr_mult", "projection_delta",
-                     "repulsion_bandwidth"):
+        if not self.repulsion_bandwidth >= 0:
+            raise ValueError(f"repulsion-bandwidth must be >= 0 (0 = auto), got {self.repulsion_bandwidth!r}")
+        for name in ("lr", "edge_lr_mult", "structure_lr_mult", "projection_delta"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name.replace('_', '-')} must be > 0, got {getattr(self, name)!r}")
         for name in ("weight_decay", "w_reconstruction", "w_projection", "w_repulsion",
@@ -65,12 +66,17 @@ class TrainConfig:
                              f"got {self.projection_loss!r}")
         return self
 
-    def loss_weights(self) -> LossWeights:
+    def bandwidth(self, num_keypoints: int) -> float:
+        """The repulsion bandwidth h: as set, or 0.7 / sqrt(K) (K points spread over an object
+        about a unit square in the [-1, 1] frame sit about 1 / sqrt(K) apart)."""
+        return self.repulsion_bandwidth or 0.7 / num_keypoints ** 0.5
+
+    def loss_weights(self, num_keypoints: int = 16) -> LossWeights:
         return LossWeights(reconstruction=self.w_reconstruction, projection=self.w_projection,
                            repulsion=self.w_repulsion, canonicalization=self.w_canonicalization,
                            projection_kind=self.projection_loss,
                            projection_delta=self.projection_delta,
-                           repulsion_bandwidth=self.repulsion_bandwidth)
+                           repulsion_bandwidth=self.bandwidth(num_keypoints))
 
     def to_dict(self):
         return asdict(self)

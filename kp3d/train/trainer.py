@@ -216,7 +216,7 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, *, resume=False, dataset=Non
                                          num_workers=cfg.num_workers,
                                          pin_memory=device.type == "cuda",
                                          persistent_workers=False)
-    weights = cfg.loss_weights()
+    weights = cfg.loss_weights(model_cfg.num_keypoints)
     metrics = MetricsLog(cfg.out, resume_step=start) if is_main else None
     progress = Progress(cfg.steps, start, enabled=cfg.progress and is_main)
     vis_dir = os.path.join(cfg.out, "images")
