@@ -87,20 +87,31 @@ def _tile(pid, B, H, W, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, INT64: tl.
 
 
 @triton.jit
-def _cost(px, py, ax, ay, vx, vy, inv_len2, neg_log_w, inv_sigma, GAUSSIAN: tl.constexpr):
-    """f_e(p) - log w_e, written as segment_math.h's project + falloff_exponent."""
+def _project(px, py, ax, ay, vx, vy, inv_len2):
+    """segment_math.h project: t clamped to [0, 1] (NaN kept) and the residual r = p - P_a - t v."""
     dx = px - ax
     dy = py - ay
     t = (dx * vx + dy * vy) * inv_len2
     t = tl.clamp(t, 0.0, 1.0, propagate_nan=tl.PropagateNan.ALL)
-    rx = dx - t * vx
-    ry = dy - t * vy
+    return t, dx - t * vx, dy - t * vy
+
+
+@triton.jit
+def _falloff_exponent(rx, ry, inv_sigma, GAUSSIAN: tl.constexpr):
+    """f = d^2 / sigma (gaussian: no square root) or d / sigma."""
     d2 = rx * rx + ry * ry
     if GAUSSIAN:
         f = d2 * inv_sigma
     else:
         f = tl.sqrt(d2) * inv_sigma
-    return f + neg_log_w
+    return f
+
+
+@triton.jit
+def _cost(px, py, ax, ay, vx, vy, inv_len2, neg_log_w, inv_sigma, GAUSSIAN: tl.constexpr):
+    """f_e(p) - log w_e."""
+    t, rx, ry = _project(px, py, ax, ay, vx, vy, inv_len2)
+    return _falloff_exponent(rx, ry, inv_sigma, GAUSSIAN) + neg_log_w
 
 
 # ---- forward -----------------------------------------------------------------------------------
@@ -212,17 +223,8 @@ def _edge_map_bwd_kernel(go_ptr, win_ptr, seg_ptr, edges_ptr, gkp_ptr, gw_ptr, B
     w = tl.load(s + 6, mask=valid, other=0.0)
 
     # segment_math.h project + edge_grad for the winning edge only.
-    dx = px - ax
-    dy = py - ay
-    t = (dx * vx + dy * vy) * il
-    t = tl.clamp(t, 0.0, 1.0, propagate_nan=tl.PropagateNan.ALL)
-    rx = dx - t * vx
-    ry = dy - t * vy
-    d2 = rx * rx + ry * ry
-    if GAUSSIAN:
-        ex = tl.exp(-(d2 * inv_sigma))
-    else:
-        ex = tl.exp(-(tl.sqrt(d2) * inv_sigma))
+    t, rx, ry = _project(px, py, ax, ay, vx, vy, il)
+    ex = tl.exp(-_falloff_exponent(rx, ry, inv_sigma, GAUSSIAN))
     # Inside the segment r is orthogonal to v in exact arithmetic; project out the rounding
     # error along v, which would turn the gradient direction r/d near the segment, and treat
     # what is left below the rounding level of the inputs as d = 0 (segment_math.h edge_grad).
