@@ -14,13 +14,6 @@ TINY = ["--image-size", "32", "--detector-widths", "8,16", "--decoder-widths", "
         "--batch-size", "2", "--train-images", "4", "--no-progress"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _run(capsys, argv):
     code = main(argv)

@@ -11,13 +11,6 @@ TINY = ["--image-size", "32", "--detector-widths", "8,16", "--decoder-widths", "
         "--batch-size", "4", "--train-images", "8", "--no-progress", "--reconstruction", "pyramid"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):

@@ -16,14 +16,6 @@ MODEL = dict(num_keypoints=4, image_size=32, detector_widths=(8, 16), decoder_wi
              lifter_hidden=16, lifter_depth=1)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # two OpenMP threads on a loaded two-core machine run many times slower than one
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _cfg(out, **kw):
     base = dict(data="synthetic:face", out=str(out), steps=4, batch_size=4, train_length=12,
