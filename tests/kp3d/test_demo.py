@@ -1,0 +1,29 @@
+"""`kp3d demo --tiny`: the whole demo end to end (train, evaluate, pictures, report) in seconds."""
+
+import json
+import os
+
+from kp3d.cli import main
+
+
+def test_demo_tiny_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--tiny", "--out", str(out), "--device", "cpu", "--no-progress"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    for key in ("nme_2d", "nme_2d_mean_baseline", "nme_3d", "nme_3d_reflect",
+                "nme_3d_flat_baseline"):
+        assert isinstance(m[key], float) and m[key] > 0, key
+    assert m["setting"]["name"] == "tiny" and m["step"] == m["setting"]["steps"]
+    for name in ("keypoints.png", "reconstruction.png", "structure.png",
+                 "reconstructions_3d.png", "learning_curves.png", "report.md"):
+        assert (out / name).stat().st_size > 0, name
+    report = (out / "report.md").read_text()
+    assert "mean landmark" in report and "flat z = 0 lift" in report
+    for name in ("keypoints.png", "structure.png", "learning_curves.png"):
+        assert f"]({name})" in report
+    assert any(f.endswith(".pt") for f in os.listdir(out / "train"))
+
+
+def test_demo_bad_input(tmp_path, capsys):
+    assert main(["demo", "--tiny", "--steps", "0", "--out", str(tmp_path)]) == 2
+    assert "--steps" in capsys.readouterr().err
