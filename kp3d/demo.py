@@ -33,7 +33,7 @@ DATA = "synthetic:face"
 class DemoSettings:
     name: str
     steps: int
-    keypoints: int = 12
+    keypoints: int = 8
     image_size: int = 64
     batch_size: int = 16
     lr: float = 1e-3

@@ -90,7 +90,7 @@ def _per_image_3d(ds, preds, idx, edges, w, path, size=200):
     has3d = "keypoints_3d" in preds["test"]
     P3, G = _regressed_3d(preds, "keypoints_3d") if has3d else (None, None)
     F3, G = _regressed_3d(preds, "flat")
-    cols = 5 if has3d else 3
+    cols = 6 if has3d else 3
     sheet = Image.new("RGB", (cols * size, len(idx) * size), (255, 255, 255))
     for row, i in enumerate(idx):
         item = ds[int(i)]
@@ -153,7 +153,7 @@ def learning_curves(csv_path, path):
             ax.plot(step, np.abs(v), label=k)
     ax.set_yscale("log")
     ax.set_xlabel("step")
-    ax.set_ylabel("loss term (weighted as logged)")
+    ax.set_ylabel("|loss term| (unweighted)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
