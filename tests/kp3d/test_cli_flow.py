@@ -84,6 +84,6 @@ def test_autolink_mode_eval(tmp_path):
     assert m["nme_3d"] == pytest.approx(m["nme_3d_flat_baseline"])
 
 
-def test_demo_stub(capsys):
-    assert main(["demo"]) == 0
-    assert "not yet implemented" in capsys.readouterr().out
+def test_demo_tiny(tmp_path, capsys):
+    assert main(["demo", "--tiny", "--no-progress", "--out", str(tmp_path / "demo")]) == 0
+    assert "report:" in capsys.readouterr().out
