@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import kp3d_kernels as kk
-from conftest import KERNEL_BACKENDS
+from backends import KERNEL_BACKENDS
 from helpers import gen
 
 

@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import kp3d_kernels as kk
-from conftest import KERNEL_BACKENDS, interpreted
+from backends import KERNEL_BACKENDS, interpreted
 from helpers import grads, rand_keypoints
 
 

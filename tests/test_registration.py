@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import kp3d_kernels as kk
-from conftest import KERNEL_BACKENDS
+from backends import KERNEL_BACKENDS
 from helpers import rand_keypoints, rand_weights
 from kp3d_kernels._dispatch import family
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import kp3d_kernels as kk
-from conftest import DEVICES
+from backends import DEVICES
 from helpers import rand_keypoints, rand_weights
 from kp3d_kernels import _backend
 
