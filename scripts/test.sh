@@ -6,6 +6,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck disable=SC1091
 source "$ROOT/scripts/setup.sh"
 cd "$ROOT"
-# `pytest`, not `python -m pytest`: the latter would import the source tree, which has no
-# compiled extension, instead of the installed package.
-pytest tests -q -p no:cacheprovider "$@"
+# The venv's python (a bare `pytest` may be the system's, when pytest came with the system
+# packages), with -P so that the source tree, which has no compiled extension, is not put on
+# sys.path ahead of the installed package (as plain `python -m pytest` would).
+python -P -m pytest tests -q -p no:cacheprovider "$@"
