@@ -1,6 +1,8 @@
 """nn.Module forms of the ops: EdgeMapRenderer (owns learnable edge weights), SoftArgmax2d,
 RepulsionLoss."""
 
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -11,12 +13,21 @@ from .ops.nearest_neighbor import REDUCTIONS, repulsion_loss
 from .ops.soft_argmax import NORMALIZATIONS, soft_argmax
 
 
+AUTOLINK_INITIAL_WEIGHT = math.log1p(math.exp(-4.0))  # softplus(-4), about 0.018
+
+
+def _inverse_softplus(w: float) -> float:
+    """c with softplus(c) = w (w > 0), stable for small and large w."""
+    return w + math.log(-math.expm1(-w))
+
+
 class EdgeMapRenderer(nn.Module):
     """Draws the weighted links between keypoints as a (B, 1, H, W) image.
 
     The edge weights are w = softplus(lr_scale * theta), one per edge (AutoLink's `sklr`
     parameterisation: the scale lets the weights move fast under a small learning rate); theta
-    starts at (N(0, 1) / 10 - 4) / lr_scale, so w starts near softplus(-4) = 0.018.
+    starts at (N(0, 1) / 10 + c) / lr_scale with softplus(c) = initial_weight, so by default
+    (AutoLink's c = -4) w starts near softplus(-4) = 0.018.
 
     Adopting it in an AutoLink model, whose keypoints are (row, col) = (y, x) and whose renderer
     is `draw_lines` with `thick`::
@@ -30,13 +41,14 @@ class EdgeMapRenderer(nn.Module):
         sigma: falloff width (> 0).
         edges: (E, 2) integer pairs; None means all pairs a < b.
         falloff: "exp" or "gaussian" (see `kp3d_kernels.edge_map`).
-        learnable: whether theta is a parameter (else a buffer, all weights softplus(-4)).
+        learnable: whether theta is a parameter (else a buffer: every weight is initial_weight).
         backend: as in `kp3d_kernels.edge_map`.
         lr_scale: the scale of the softplus parameterisation (AutoLink: 512).
+        initial_weight: the weight every edge starts near (> 0; AutoLink: softplus(-4)).
     """
 
     def __init__(self, num_keypoints, size, sigma, *, edges=None, falloff="exp", learnable=True,
-                 backend="auto", lr_scale=512.0):
+                 backend="auto", lr_scale=512.0, initial_weight=AUTOLINK_INITIAL_WEIGHT):
         super().__init__()
         if isinstance(num_keypoints, bool) or not isinstance(num_keypoints, int) or num_keypoints < 2:
             raise ValueError(f"num_keypoints must be an int >= 2, got {num_keypoints!r}")
@@ -44,6 +56,7 @@ class EdgeMapRenderer(nn.Module):
         self.sigma = _validate.positive_number("sigma", sigma)
         self.falloff = _validate.choice("falloff", falloff, FALLOFFS)
         self.lr_scale = _validate.positive_number("lr_scale", lr_scale)
+        initial_weight = _validate.positive_number("initial_weight", initial_weight)
         self.backend = backend
         self.num_keypoints = num_keypoints
         if edges is None:
@@ -54,10 +67,11 @@ class EdgeMapRenderer(nn.Module):
             edges = edges.long().cpu()
         self.register_buffer("edges", edges.contiguous())
         num_edges = edges.shape[0]
+        centre = _inverse_softplus(initial_weight)
         if learnable:
-            self.theta = nn.Parameter((torch.randn(num_edges) / 10 - 4) / self.lr_scale)
+            self.theta = nn.Parameter((torch.randn(num_edges) / 10 + centre) / self.lr_scale)
         else:
-            self.register_buffer("theta", torch.full((num_edges,), -4 / self.lr_scale))
+            self.register_buffer("theta", torch.full((num_edges,), centre / self.lr_scale))
 
     @property
     def weights(self) -> torch.Tensor:

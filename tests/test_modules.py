@@ -37,3 +37,25 @@ def test_soft_argmax_and_repulsion_modules_match_functions():
     p = rand_keypoints(2, 6, 3, dtype=torch.float32)
     torch.testing.assert_close(kk.RepulsionLoss(0.2, reduction="sum")(p),
                                kk.repulsion_loss(p, 0.2, reduction="sum"))
+
+
+def test_edge_map_renderer_initial_weight():
+    fixed = kk.EdgeMapRenderer(5, 8, 0.1, learnable=False, initial_weight=0.7)
+    torch.testing.assert_close(fixed.weights, torch.full((10,), 0.7))
+    torch.manual_seed(0)
+    learned = kk.EdgeMapRenderer(5, 8, 0.1, initial_weight=2.5)
+    # theta = (N(0, 1) / 10 + c) / lr_scale: the weights scatter around 2.5, not around 0.018
+    assert (learned.weights - 2.5).abs().max() < 0.5
+    torch.manual_seed(0)
+    default = kk.EdgeMapRenderer(5, 8, 0.1)
+    torch.manual_seed(0)
+    autolink_theta = (torch.randn(10) / 10 - 4) / 512.0
+    torch.testing.assert_close(default.theta.detach(), autolink_theta)
+
+
+def test_edge_map_renderer_rejects_bad_initial_weight():
+    import pytest
+
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="initial_weight"):
+            kk.EdgeMapRenderer(5, 8, 0.1, initial_weight=bad)
