@@ -69,9 +69,17 @@ def build_parser():
     t.add_argument("--edge-falloff", choices=("gaussian", "exp"), default="gaussian")
     t.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default 1e-4)")
     t.add_argument("--weight-decay", type=float, default=1e-3)
-    t.add_argument("--edge-lr-mult", type=float, default=10.0)
+    t.add_argument("--edge-lr-mult", type=float, default=1.0,
+                   help="edge-weight lr multiplier (default 1: the softplus scale of 512 already "
+                        "makes the weights fast)")
+    t.add_argument("--edge-weight-init", type=float, default=None,
+                   help="initial edge weight (default AutoLink's softplus(-4) = 0.018)")
+    t.add_argument("--fixed-edge-weights", action="store_true",
+                   help="keep every edge weight at --edge-weight-init (no learning)")
     t.add_argument("--structure-lr-mult", type=float, default=10.0)
     t.add_argument("--warmup-steps", type=int, default=0)
+    t.add_argument("--lr-decay", choices=("none", "cosine"), default="none",
+                   help="none (AutoLink: constant lr) or cosine (to 0 at the last step)")
     t.add_argument("--reconstruction", default="auto",
                    choices=("auto", "vgg", "random", "pyramid", "ssim", "l1"),
                    help="reconstruction loss (auto: VGG16 with --vgg-weights, else the fallback)")
@@ -81,6 +89,8 @@ def build_parser():
     t.add_argument("--w-repulsion", type=float, default=0.1)
     t.add_argument("--w-canonicalization", type=float, default=1.0)
     t.add_argument("--projection-loss", choices=("huber", "l1", "l2"), default="huber")
+    t.add_argument("--projection-warmup", type=int, default=0,
+                   help="steps during which the projection loss does not move the detector")
     t.add_argument("--repulsion-bandwidth", type=float, default=0.0,
                    help="repulsion bandwidth h in [-1, 1] units (0 = auto, 0.7 / sqrt(K))")
     t.add_argument("--hflip", action="store_true", help="random horizontal flips")
@@ -127,7 +137,7 @@ def build_parser():
     d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     d.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     d.add_argument("--steps", type=int, default=None,
-                   help="training steps (default: the setting's, 2500 on the CPU)")
+                   help="training steps (default: the setting's, 1000 on the CPU)")
     d.add_argument("--tiny", action="store_true",
                    help="a few steps on tiny images (a seconds-long end-to-end check)")
     d.add_argument("--seed", type=int, default=0)
@@ -159,16 +169,20 @@ def cmd_train(a):
     model_cfg = ModelConfig(num_keypoints=a.keypoints, image_size=a.image_size, mode=a.mode,
                             detector_widths=a.detector_widths or det,
                             decoder_widths=a.decoder_widths or dec, num_basis=a.basis,
-                            edge_sigma=a.edge_sigma, edge_falloff=a.edge_falloff)
+                            edge_sigma=a.edge_sigma, edge_falloff=a.edge_falloff,
+                            learn_edge_weights=not a.fixed_edge_weights,
+                            **({} if a.edge_weight_init is None
+                               else {"edge_weight_init": a.edge_weight_init}))
     cfg = TrainConfig(data=a.data, out=a.out, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
                       weight_decay=a.weight_decay, edge_lr_mult=a.edge_lr_mult,
                       structure_lr_mult=a.structure_lr_mult, warmup_steps=a.warmup_steps,
+                      lr_decay=a.lr_decay,
                       seed=a.seed, train_length=a.train_images, device=a.device,
                       amp=not a.no_amp, num_workers=a.num_workers, hflip=a.hflip,
                       reconstruction=a.reconstruction, vgg_weights=a.vgg_weights,
                       vgg_resize=a.vgg_resize, w_projection=a.w_projection,
                       w_repulsion=a.w_repulsion, w_canonicalization=a.w_canonicalization,
-                      projection_loss=a.projection_loss,
+                      projection_loss=a.projection_loss, projection_warmup=a.projection_warmup,
                       repulsion_bandwidth=a.repulsion_bandwidth,
                       checkpoint_every=a.checkpoint_every, log_every=a.log_every,
                       image_every=a.image_every, progress=not a.no_progress).validate()

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from kp3d_kernels import EdgeMapRenderer
+from kp3d_kernels.modules import AUTOLINK_INITIAL_WEIGHT
 
 from .decoder import Decoder, random_patch_mask
 from .detector import Detector
@@ -48,6 +49,8 @@ class ModelConfig:
     edge_falloff: str = "gaussian"
     edge_sigma: float = 0.0  # 0 = default_edge_sigma(K, S, falloff)
     edge_lr_scale: float = 512.0
+    edge_weight_init: float = AUTOLINK_INITIAL_WEIGHT  # every edge weight starts near this
+    learn_edge_weights: bool = True  # False: the weights stay at edge_weight_init
     mask_grid: int = 16
     mask_keep: float = 0.2
     num_basis: int = 2
@@ -82,6 +85,8 @@ class ModelConfig:
             raise ValueError(f"mask_keep must be in [0, 1], got {self.mask_keep}")
         if self.num_basis < 0:
             raise ValueError(f"num_basis must be >= 0, got {self.num_basis}")
+        if not self.edge_weight_init > 0:
+            raise ValueError(f"edge_weight_init must be > 0, got {self.edge_weight_init!r}")
         if self.edge_falloff not in ("exp", "gaussian"):
             raise ValueError(f"edge_falloff must be exp or gaussian, got {self.edge_falloff!r}")
 
@@ -113,8 +118,9 @@ class KeypointModel(nn.Module):
         self.detector = Detector(K, config.detector_widths, temperature=config.temperature,
                                  backend=config.backend)
         self.renderer = EdgeMapRenderer(K, S, config.sigma, falloff=config.edge_falloff,
-                                        learnable=True, backend=config.backend,
-                                        lr_scale=config.edge_lr_scale)
+                                        learnable=config.learn_edge_weights,
+                                        backend=config.backend, lr_scale=config.edge_lr_scale,
+                                        initial_weight=config.edge_weight_init)
         self.decoder = Decoder(config.decoder_widths)
         self.has_3d = config.mode == "3d"
         if self.has_3d:

@@ -4,6 +4,8 @@ from dataclasses import asdict, dataclass, fields
 
 from ..model.losses import PROJECTION_LOSSES, LossWeights
 
+LR_DECAYS = ("none", "cosine")
+
 
 @dataclass
 class TrainConfig:
@@ -13,9 +15,12 @@ class TrainConfig:
     batch_size: int = 64          # global: split evenly over the processes under torchrun
     lr: float = 1e-4              # AutoLink's AdamW defaults
     weight_decay: float = 1e-3
-    edge_lr_mult: float = 10.0    # the edge weights learn faster (and have no weight decay)
+    # Edge weights are softplus(512 theta): their lr_scale already makes them move 512x faster
+    # than theta, so the default keeps AutoLink's plain lr (and no weight decay for them).
+    edge_lr_mult: float = 1.0
     structure_lr_mult: float = 10.0  # mean shape, basis, projection, lifter, canonicaliser
     warmup_steps: int = 0         # linear learning-rate warm-up
+    lr_decay: str = "none"        # none (AutoLink: constant) | cosine (to 0 at the last step)
     seed: int = 0
     data_seed: int = 0
     train_length: int = 0         # 0 = the dataset's default length
@@ -61,6 +66,8 @@ class TrainConfig:
                      "w_canonicalization"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)!r}")
+        if self.lr_decay not in LR_DECAYS:
+            raise ValueError(f"lr-decay must be one of {', '.join(LR_DECAYS)}, got {self.lr_decay!r}")
         if self.projection_loss not in PROJECTION_LOSSES:
             raise ValueError(f"projection loss must be one of {', '.join(PROJECTION_LOSSES)}, "
                              f"got {self.projection_loss!r}")

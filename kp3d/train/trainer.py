@@ -114,8 +114,17 @@ def build_optimizer(model: KeypointModel, cfg: TrainConfig):
     return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def set_learning_rate(optimizer, cfg: TrainConfig, step: int):
+def learning_rate_factor(cfg: TrainConfig, step: int) -> float:
+    """The multiplier of every group's lr at 0-based `step`: a linear warm-up, then constant
+    (AutoLink) or a cosine decay to 0 at cfg.steps."""
     factor = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+    if cfg.lr_decay == "cosine":
+        factor *= 0.5 * (1.0 + math.cos(math.pi * min(step, cfg.steps) / cfg.steps))
+    return factor
+
+
+def set_learning_rate(optimizer, cfg: TrainConfig, step: int):
+    factor = learning_rate_factor(cfg, step)
     for group in optimizer.param_groups:
         group["lr"] = cfg.lr * group.get("lr_mult", 1.0) * factor
     return cfg.lr * factor

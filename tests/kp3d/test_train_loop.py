@@ -1,13 +1,14 @@
 """The trainer: a short run lowers the loss, exact resume, checkpoints, sampler, logs."""
 
 import csv
+import math
 import os
 import pickle
 
 import pytest
 import torch
 
-from kp3d.model import ModelConfig
+from kp3d.model import KeypointModel, ModelConfig
 from kp3d.train import checkpoint as ckpt
 from kp3d.train.config import TrainConfig
 from kp3d.train.trainer import StepBatchSampler, load_model, step_generator, train
@@ -178,3 +179,42 @@ def test_train_config_validation(bad, match):
 def test_autolink_mode_trains(tmp_path):
     summary = train(_cfg(tmp_path, steps=2), ModelConfig(**{**MODEL, "mode": "autolink"}))
     assert "projection" not in summary["terms"] and "reconstruction" in summary["terms"]
+
+
+def test_default_edge_weight_step_is_autolinks():
+    """One AdamW step moves the softplus argument lr_scale * theta by lr * edge_lr_mult * 512:
+    with the defaults that is AutoLink's 1e-4 * 512 = 0.05, not several units (a 10x
+    multiplier on top of the 512 scale once sent every weight to 0 or to 90 in a few steps)."""
+    from kp3d.train.trainer import build_optimizer
+
+    torch.manual_seed(0)
+    model = KeypointModel(ModelConfig(**MODEL))
+    cfg = TrainConfig()
+    opt = build_optimizer(model, cfg)
+    before = model.renderer.lr_scale * model.renderer.theta.detach().clone()
+    kp = torch.rand(2, MODEL["num_keypoints"], 2) * 2 - 1
+    model.renderer(kp).sum().backward()
+    opt.step()
+    moved = (model.renderer.lr_scale * model.renderer.theta.detach() - before).abs()
+    assert moved.max() <= 1.01 * cfg.lr * 512 and moved.max() > 0
+
+
+def test_fixed_edge_weights_stay_put(tmp_path):
+    model_cfg = ModelConfig(**{**MODEL, "learn_edge_weights": False, "edge_weight_init": 1.0})
+    train(_cfg(tmp_path, steps=2), model_cfg)
+    model, _ = load_model(str(tmp_path))
+    torch.testing.assert_close(model.renderer.weights, torch.ones_like(model.renderer.weights))
+    assert not any(p is model.renderer.theta for p in model.parameters())
+
+
+def test_learning_rate_factor_warmup_and_cosine():
+    from kp3d.train.trainer import learning_rate_factor
+
+    const = TrainConfig(steps=100, warmup_steps=4)
+    assert [learning_rate_factor(const, s) for s in (0, 3, 50, 99)] == [0.25, 1.0, 1.0, 1.0]
+    cos = TrainConfig(steps=100, lr_decay="cosine")
+    assert learning_rate_factor(cos, 0) == 1.0
+    assert learning_rate_factor(cos, 50) == pytest.approx(0.5)
+    assert learning_rate_factor(cos, 99) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.99)))
+    with pytest.raises(ValueError, match="lr-decay"):
+        TrainConfig(lr_decay="step").validate()
