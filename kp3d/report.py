@@ -35,7 +35,7 @@ def _views(P, edges, w, path, titles, size=220, top_edges=None, colours=None):
     axes = ((0, 1), (2, 1), (0, 2))
     out = Image.new("RGB", (len(axes) * size, size), (255, 255, 255))
     draw = ImageDraw.Draw(out)
-    order = np.argsort(-np.asarray(w))[: (top_edges or 2 * len(P))] if w is not None else []
+    order = visualize.strongest_edges(w, top_edges or 2 * len(P)) if w is not None else []
     for panel, (u, v) in enumerate(axes):
         p = np.stack([P[:, u], P[:, v]], 1) / extent * (size / 2 - 6) + size / 2
         p[:, 0] += panel * size
@@ -258,6 +258,18 @@ def write_report(out, m, pictures, model_config, train_config):
              f"{list(s['detector_widths'])}, decoder widths {list(s['decoder_widths'])}, "
              f"reconstruction loss `{s['reconstruction']}`, {model_config['num_basis']} "
              f"deformation bases")
+    if model_config.get("learn_edge_weights", True):
+        links = (f"links learned (edge weights start at {model_config.get('edge_weight_init', 0):.3g})")
+    else:
+        links = (f"links fixed: every pair at weight {model_config.get('edge_weight_init', 0):.3g} "
+                 "(learned weights shrink towards 0 in a short run; docs/training.md)")
+    warm = int(train_config.get("projection_warmup", 0))
+    proj = ("the projection loss trains the 3D structure only, never the detector"
+            if warm >= m["step"] else
+            f"the projection loss moves the detector after step {warm}" if warm else
+            "the projection loss trains the detector and the 3D structure")
+    L.append(f"- {links}; {proj}; mask keeps {model_config.get('mask_keep', 0.2):.0%} of "
+             "the image patches")
     L.append(f"- device `{m['device']}`, {m['threads']} CPU threads, seed {m['seed']}")
     L.append(f"- time: training {m['time_train_s']:.0f} s, evaluation {m['time_eval_s']:.0f} s, "
              f"pictures {m['time_pictures_s']:.0f} s, total {m['time_total_s']:.0f} s\n")
@@ -304,7 +316,7 @@ def write_report(out, m, pictures, model_config, train_config):
     L.append("## Pictures\n")
     captions = {
         "keypoints": "Discovered keypoints (coloured, same colour = same keypoint) and their "
-                     "strongest links (white, opacity by learned weight) over test images, "
+                     "strongest links (white, opacity by weight) over test images, "
                      "ordered by head yaw from left-facing to right-facing.",
         "reconstruction": "Reconstruction samples, one row per image: target, masked input, "
                           "edge map drawn from the keypoints, decoder output.",

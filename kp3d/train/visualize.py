@@ -24,6 +24,16 @@ def to_pixels(kp, size):
     return (kp + 1.0) / 2.0 * (size - 1)
 
 
+def strongest_edges(edge_weights, top=None):
+    """Indices of the `top` heaviest edges, heaviest first; every edge when top is None or the
+    weights are all equal (fixed weights: a top-n cut would be an arbitrary subset)."""
+    w = np.asarray(edge_weights, dtype=np.float64)
+    order = np.argsort(-w, kind="stable")
+    if top is None or len(w) == 0 or np.ptp(w) <= 1e-6 * max(float(np.abs(w).max()), 1e-12):
+        return order
+    return order[:top]
+
+
 def draw_keypoints(image_u8, keypoints, edges=None, edge_weights=None, *, scale=4, top_edges=None,
                    radius=None):
     """Return a PIL image: the image upscaled by `scale` with the keypoints (coloured dots) and
@@ -37,9 +47,7 @@ def draw_keypoints(image_u8, keypoints, edges=None, edge_weights=None, *, scale=
     pts = (to_pixels(keypoints, W) + 0.5) * scale - 0.5
     if edges is not None and edge_weights is not None and len(edges):
         w = np.asarray(edge_weights, dtype=np.float64)
-        order = np.argsort(-w)
-        if top_edges is not None:
-            order = order[:top_edges]
+        order = strongest_edges(w, top_edges)
         wmax = max(float(w[order].max()), 1e-12)
         for e in order:
             a, b = edges[e]
@@ -99,7 +107,7 @@ def structure_sheet(mean_shape, edges, edge_weights, path, *, top_edges=None, si
 
     M = np.asarray(mean_shape, dtype=np.float64)
     w = np.asarray(edge_weights, dtype=np.float64)
-    order = np.argsort(-w)[: (top_edges or 2 * len(M))]
+    order = strongest_edges(w, top_edges or 2 * len(M))
     out = Image.new("RGB", (2 * size, size), (255, 255, 255))
     draw = ImageDraw.Draw(out)
     extent = max(np.abs(M).max(), 1e-6) * 1.15

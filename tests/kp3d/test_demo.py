@@ -27,3 +27,14 @@ def test_demo_tiny_end_to_end(tmp_path):
 def test_demo_bad_input(tmp_path, capsys):
     assert main(["demo", "--tiny", "--steps", "0", "--out", str(tmp_path)]) == 2
     assert "--steps" in capsys.readouterr().err
+
+
+def test_strongest_edges_keeps_every_edge_when_weights_are_equal():
+    import numpy as np
+
+    from kp3d.train.visualize import strongest_edges
+
+    assert strongest_edges([0.1, 3.0, 0.5, 2.0], 2).tolist() == [1, 3]
+    assert strongest_edges([0.1, 3.0, 0.5, 2.0]).tolist() == [1, 3, 2, 0]
+    assert strongest_edges(np.ones(6), 2).tolist() == list(range(6))  # fixed weights: all links
+    assert strongest_edges([], 3).tolist() == []
