@@ -137,7 +137,7 @@ def build_parser():
     d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     d.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     d.add_argument("--steps", type=int, default=None,
-                   help="training steps (default: the setting's, 1000 on the CPU)")
+                   help="training steps (default: the setting's, 2000 on the CPU)")
     d.add_argument("--tiny", action="store_true",
                    help="a few steps on tiny images (a seconds-long end-to-end check)")
     d.add_argument("--seed", type=int, default=0)

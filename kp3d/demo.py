@@ -40,8 +40,16 @@ class DemoSettings:
     detector_widths: tuple = (16, 32, 64)
     decoder_widths: tuple = (16, 32, 64, 128)
     reconstruction: str = "random"
-    projection_warmup: int = 0
+    # Edge weights fixed at 1: learned from AutoLink's 0.018 start they shrink towards 0.01 in
+    # a short run and the detector gets almost no reconstruction gradient (docs/training.md).
+    learn_edge_weights: bool = False
+    edge_weight_init: float = 1.0
+    mask_keep: float = 0.2
+    # Steps during which the projection loss does not move the detector; None = the whole run.
+    # In a short run it otherwise holds the keypoints in a rigid pattern (docs/training.md).
+    projection_warmup: int | None = None
     w_projection: float = 1.0
+    structure_lr_mult: float = 1.0
     regress_images: int = 500
     test_images: int = 300
     image_every: int = 500
@@ -49,7 +57,9 @@ class DemoSettings:
 
 
 SETTINGS = {
-    "cpu": DemoSettings("cpu", steps=2500),
+    # 2000 steps: seeds differ a lot in how fast the keypoints settle (some still improve at
+    # step 1000, one drifts a little after it; docs/training.md), and 2000 fit in 15 minutes.
+    "cpu": DemoSettings("cpu", steps=2000),
     "gpu": DemoSettings("gpu", steps=20000, keypoints=16, batch_size=64, lr=5e-4,
                         detector_widths=(32, 64, 128), decoder_widths=(32, 64, 128, 256),
                         regress_images=1000, test_images=1000, image_every=2000),
@@ -83,12 +93,16 @@ def run_demo(out="runs/demo", device=None, steps=None, tiny=False, seed=0, progr
     os.makedirs(out, exist_ok=True)
     t_start = time.time()
     model_cfg = ModelConfig(num_keypoints=s.keypoints, image_size=s.image_size,
-                            detector_widths=s.detector_widths, decoder_widths=s.decoder_widths)
+                            detector_widths=s.detector_widths, decoder_widths=s.decoder_widths,
+                            learn_edge_weights=s.learn_edge_weights,
+                            edge_weight_init=s.edge_weight_init, mask_keep=s.mask_keep)
     train_dir = os.path.join(out, "train")
     cfg = TrainConfig(data=DATA, out=train_dir, steps=s.steps, batch_size=s.batch_size, lr=s.lr,
                       seed=seed, device=device, reconstruction=s.reconstruction,
-                      projection_warmup=min(s.projection_warmup, s.steps),
-                      w_projection=s.w_projection, checkpoint_every=s.steps,
+                      projection_warmup=(s.steps if s.projection_warmup is None
+                                         else min(s.projection_warmup, s.steps)),
+                      w_projection=s.w_projection, structure_lr_mult=s.structure_lr_mult,
+                      checkpoint_every=s.steps,
                       keep_checkpoints=1, log_every=max(1, min(10, s.steps // 4)),
                       image_every=s.image_every, progress=progress)
     log(f"kp3d demo: training the full method on {DATA} ({s.name} setting: {s.steps} steps, "

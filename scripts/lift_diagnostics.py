@@ -1,0 +1,133 @@
+"""How much can 3D beat the flat lift on synthetic faces? The checks behind docs/training.md
+("Edge weights, the projection loss on the detector, and other levers").
+
+    python scripts/lift_diagnostics.py noise             # ideal depth + noisy 2D landmarks
+    python scripts/lift_diagnostics.py gt --lr 1e-3      # lifter trained on true 2D landmarks
+    python scripts/lift_diagnostics.py refit RUN_DIR     # lifter refit on a detector's keypoints
+
+Every figure is r2 = 2D NME / mean-landmark baseline and r3 = 3D NME / flat-lift baseline on 300
+test faces, the regressor fit on 500 (SPEC section 8). One thread; a few minutes each.
+"""
+
+import argparse
+
+import numpy as np
+import torch
+
+from kp3d.data import build_dataset
+from kp3d.eval import evaluate_keypoints
+from kp3d.model.losses import projection_loss
+from kp3d.model.structure3d import Lifter, ShapeModel
+
+DATA = "synthetic:face"
+SIZE = 64
+# eyes, nose tip, mouth corners, chin, ear lobes: 8 landmarks spread over the head
+LANDMARKS = [0, 1, 2, 3, 4, 18, 21, 22]
+
+
+def landmarks(split, n):
+    """(2D (n, L, 2) pixels, 3D (n, L, 3), yaw (n,)) of a synthetic split, images not kept."""
+    ds = build_dataset(DATA, split, SIZE, length=n)
+    items = [ds.render(i) for i in range(n)]
+    return (np.array([it[1] for it in items], np.float64), np.array([it[2] for it in items], np.float64),
+            np.array([it[4] for it in items], np.float64))
+
+
+def to_frame(px):
+    """Pixels -> the kp3d frame [-1, 1] (pixel centres, SPEC section 2)."""
+    return (px + 0.5) / SIZE * 2 - 1
+
+
+def ratios(p2_reg, p2_test, p3_reg, p3_test, reg, test):
+    m = evaluate_keypoints(p2_reg, reg[0], p2_test, test[0], eye_indices=(0, 1),
+                           pred_train_3d=p3_reg, gt_train_3d=reg[1], pred_test_3d=p3_test,
+                           gt_test_3d=test[1])
+    return m["nme_2d"] / m["nme_2d_mean_baseline"], m["nme_3d"] / m["nme_3d_flat_baseline"]
+
+
+def fit_lifter(kp_train, num_keypoints, lr, steps, seed=0):
+    """Train a fresh ShapeModel + Lifter on 2D keypoints (N, K, 2) with the projection loss."""
+    torch.manual_seed(seed)
+    shape, lifter = ShapeModel(num_keypoints, 2), Lifter(num_keypoints, 2)
+    opt = torch.optim.AdamW([*shape.parameters(), *lifter.parameters()], lr=lr, weight_decay=1e-3)
+    X = torch.as_tensor(kp_train, dtype=torch.float32)
+    for _ in range(steps):
+        kp = X[torch.randint(0, len(X), (16,))]
+        alpha, R, S, T = lifter(kp, shape.projection_scales())
+        loss = projection_loss(shape.project(shape.pose(shape.canonical(alpha), R, S, T)), kp)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    @torch.no_grad()
+    def lift(kp):
+        kp = torch.as_tensor(kp, dtype=torch.float32)
+        alpha, R, S, T = lifter(kp, shape.projection_scales())
+        return shape.to_image_frame(shape.pose(shape.canonical(alpha), R, S, T)).numpy(), R.numpy()
+
+    return lift
+
+
+def yaw_corr(R, yaw_deg):
+    """Correlation of the lifted rotation's sideways turn with the true yaw (sign is a gauge)."""
+    return float(np.corrcoef(R[:, 0, 2], np.sin(np.radians(yaw_deg)))[0, 1])
+
+
+def cmd_noise(a):
+    reg, test = landmarks("regress", 500), landmarks("test", 300)
+    rng = np.random.default_rng(0)
+    for sigma in a.sigmas:
+        def pred(split):
+            p2 = to_frame(split[0][:, LANDMARKS] + rng.normal(0, sigma, split[0][:, LANDMARKS].shape))
+            return p2, np.concatenate([p2, split[1][:, LANDMARKS, 2:] / SIZE * 2], -1)
+        (r2d, r3d), (t2d, t3d) = pred(reg), pred(test)
+        r2, r3 = ratios(r2d, t2d, r3d, t3d, reg, test)
+        print(f"noise {sigma:g} px: r2 {r2:.3f}  r3 (true depth) {r3:.3f}")
+
+
+def cmd_gt(a):
+    train, reg, test = landmarks("train", 1500), landmarks("regress", 500), landmarks("test", 300)
+    lift = fit_lifter(to_frame(train[0][:, LANDMARKS]), len(LANDMARKS), a.lr, a.steps)
+    (p_reg, _), (p_test, R) = lift(to_frame(reg[0][:, LANDMARKS])), lift(to_frame(test[0][:, LANDMARKS]))
+    _, r3 = ratios(to_frame(reg[0][:, LANDMARKS]), to_frame(test[0][:, LANDMARKS]), p_reg, p_test, reg, test)
+    print(f"lifter on true 2D landmarks, lr {a.lr:g}, {a.steps} steps: r3 {r3:.3f}, "
+          f"yaw correlation {yaw_corr(R, test[2]):+.2f}")
+
+
+def cmd_refit(a):
+    from kp3d.model.keypoint_model import predict_dataset
+    from kp3d.train.trainer import load_model
+
+    model, _ = load_model(a.run)
+    S, K = model.config.image_size, model.config.num_keypoints
+    P = {split: predict_dataset(model, build_dataset(DATA, split, S, length=n))
+         for split, n in (("train", 1500), ("regress", 500), ("test", 300))}
+    gt = {s: (P[s]["landmarks_2d"], P[s]["landmarks_3d"]) for s in ("regress", "test")}
+    lift = fit_lifter(P["train"]["keypoints_2d"], K, a.lr, a.steps)
+    (p_reg, _), (p_test, R) = lift(P["regress"]["keypoints_2d"]), lift(P["test"]["keypoints_2d"])
+    for name, reg3, test3 in (("the model's lifter", P["regress"]["keypoints_3d"], P["test"]["keypoints_3d"]),
+                              ("a refit lifter", p_reg, p_test)):
+        r2, r3 = ratios(P["regress"]["keypoints_2d"], P["test"]["keypoints_2d"], reg3, test3,
+                        gt["regress"], gt["test"])
+        print(f"{name}: r2 {r2:.3f}  r3 {r3:.3f}")
+    print(f"refit lifter's yaw correlation {yaw_corr(R, P['test']['yaw_deg']):+.2f}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    n = sub.add_parser("noise")
+    n.add_argument("--sigmas", type=float, nargs="+", default=[1, 3, 6, 12])
+    for name in ("gt", "refit"):
+        c = sub.add_parser(name)
+        if name == "refit":
+            c.add_argument("run", help="checkpoint file or run folder")
+        c.add_argument("--lr", type=float, default=1e-3)
+        c.add_argument("--steps", type=int, default=3000)
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    {"noise": cmd_noise, "gt": cmd_gt, "refit": cmd_refit}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()
