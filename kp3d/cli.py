@@ -67,6 +67,10 @@ def build_parser():
     t.add_argument("--basis", type=int, default=2, help="number of deformation bases n (default 2)")
     t.add_argument("--edge-sigma", type=float, default=0.0, help="edge falloff width (0 = auto)")
     t.add_argument("--edge-falloff", choices=("gaussian", "exp"), default="gaussian")
+    t.add_argument("--temperature", type=float, default=1.0,
+                   help="soft-argmax temperature (softmax of heatmap / T; default 1)")
+    t.add_argument("--mask-keep", type=float, default=0.2,
+                   help="fraction of image patches the decoder sees (default 0.2, AutoLink)")
     t.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default 1e-4)")
     t.add_argument("--weight-decay", type=float, default=1e-3)
     t.add_argument("--edge-lr-mult", type=float, default=1.0,
@@ -170,6 +174,7 @@ def cmd_train(a):
                             detector_widths=a.detector_widths or det,
                             decoder_widths=a.decoder_widths or dec, num_basis=a.basis,
                             edge_sigma=a.edge_sigma, edge_falloff=a.edge_falloff,
+                            temperature=a.temperature, mask_keep=a.mask_keep,
                             learn_edge_weights=not a.fixed_edge_weights,
                             **({} if a.edge_weight_init is None
                                else {"edge_weight_init": a.edge_weight_init}))

@@ -85,6 +85,8 @@ class ModelConfig:
             raise ValueError(f"mask_keep must be in [0, 1], got {self.mask_keep}")
         if self.num_basis < 0:
             raise ValueError(f"num_basis must be >= 0, got {self.num_basis}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
         if not self.edge_weight_init > 0:
             raise ValueError(f"edge_weight_init must be > 0, got {self.edge_weight_init!r}")
         if self.edge_falloff not in ("exp", "gaussian"):

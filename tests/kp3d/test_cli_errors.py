@@ -60,6 +60,12 @@ def foreign_ckpt(tmp_path):
       "--reconstruction", "vgg"], ["vgg-weights"]),
     (["train", "--data", "synthetic:face", "--keypoints", "4", "--steps", "1",
       "--detector-widths", "8,x"], ["widths"]),
+    (["train", "--data", "synthetic:face", "--keypoints", "4", "--steps", "1",
+      "--edge-weight-init", "0"], ["edge_weight_init"]),
+    (["train", "--data", "synthetic:face", "--keypoints", "4", "--steps", "1",
+      "--temperature", "-1"], ["temperature"]),
+    (["train", "--data", "synthetic:face", "--keypoints", "4", "--steps", "1",
+      "--lr-decay", "linear"], ["lr-decay"]),
 ])
 def test_train_bad_input(capsys, tmp_path, argv, words):
     code, err = _run(capsys, argv + ["--out", str(tmp_path / "run")] + TINY)
