@@ -259,10 +259,10 @@ def write_report(out, m, pictures, model_config, train_config):
              f"reconstruction loss `{s['reconstruction']}`, {model_config['num_basis']} "
              f"deformation bases")
     if model_config.get("learn_edge_weights", True):
-        links = (f"links learned (edge weights start at {model_config.get('edge_weight_init', 0):.3g})")
+        links = f"links learned (edge weights start at {model_config.get('edge_weight_init', 0):.3g})"
     else:
-        links = (f"links fixed: every pair at weight {model_config.get('edge_weight_init', 0):.3g} "
-                 "(learned weights shrink towards 0 in a short run; docs/training.md)")
+        links = (f"links fixed: every pair at weight {model_config.get('edge_weight_init', 0):.3g}"
+                 " (learned weights shrink towards 0 in a short run; docs/training.md)")
     warm = int(train_config.get("projection_warmup", 0))
     proj = ("the projection loss trains the 3D structure only, never the detector"
             if warm >= m["step"] else

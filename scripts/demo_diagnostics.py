@@ -1,9 +1,10 @@
-"""How much can 3D beat the flat lift on synthetic faces? The checks behind docs/training.md
-("Edge weights, the projection loss on the detector, and other levers").
+"""What limits the demo on synthetic faces? The checks behind docs/training.md ("Edge weights,
+the projection loss on the detector, and other levers").
 
-    python scripts/lift_diagnostics.py noise             # ideal depth + noisy 2D landmarks
-    python scripts/lift_diagnostics.py gt --lr 1e-3      # lifter trained on true 2D landmarks
-    python scripts/lift_diagnostics.py refit RUN_DIR     # lifter refit on a detector's keypoints
+    python scripts/demo_diagnostics.py noise             # ideal depth + noisy 2D landmarks
+    python scripts/demo_diagnostics.py gt --lr 1e-3      # lifter trained on true 2D landmarks
+    python scripts/demo_diagnostics.py refit RUN_DIR     # lifter refit on a detector's keypoints
+    python scripts/demo_diagnostics.py heatmaps RUN_DIR  # how spread out the detector's heatmaps are
 
 Every figure is r2 = 2D NME / mean-landmark baseline and r3 = 3D NME / flat-lift baseline on 300
 test faces, the regressor fit on 500 (SPEC section 8). One thread; a few minutes each.
@@ -34,8 +35,9 @@ def landmarks(split, n):
 
 
 def to_frame(px):
-    """Pixels -> the kp3d frame [-1, 1] (pixel centres, SPEC section 2)."""
-    return (px + 0.5) / SIZE * 2 - 1
+    """Pixels -> the kp3d frame [-1, 1] (align-corners grid, SPEC section 2; the inverse of
+    kp3d.train.visualize.to_pixels)."""
+    return px / (SIZE - 1) * 2 - 1
 
 
 def ratios(p2_reg, p2_test, p3_reg, p3_test, reg, test):
@@ -79,7 +81,7 @@ def cmd_noise(a):
     for sigma in a.sigmas:
         def pred(split):
             p2 = to_frame(split[0][:, LANDMARKS] + rng.normal(0, sigma, split[0][:, LANDMARKS].shape))
-            return p2, np.concatenate([p2, split[1][:, LANDMARKS, 2:] / SIZE * 2], -1)
+            return p2, np.concatenate([p2, split[1][:, LANDMARKS, 2:] / (SIZE - 1) * 2], -1)
         (r2d, r3d), (t2d, t3d) = pred(reg), pred(test)
         r2, r3 = ratios(r2d, t2d, r3d, t3d, reg, test)
         print(f"noise {sigma:g} px: r2 {r2:.3f}  r3 (true depth) {r3:.3f}")
@@ -113,11 +115,32 @@ def cmd_refit(a):
     print(f"refit lifter's yaw correlation {yaw_corr(R, P['test']['yaw_deg']):+.2f}")
 
 
+def cmd_heatmaps(a):
+    from kp3d.train.trainer import load_model
+
+    model, _ = load_model(a.run)
+    model.eval()
+    ds = build_dataset(DATA, "test", model.config.image_size, length=32)
+    with torch.no_grad():
+        h = model.detector(torch.stack([ds[i]["image"] for i in range(len(ds))]))["heatmaps"]
+    q = torch.softmax(h.float().flatten(2) / model.config.temperature, -1)  # (B, K, H*W)
+    perplexity = torch.exp(-(q * q.clamp_min(1e-12).log()).sum(-1)).mean(0)
+    H, W = h.shape[-2:]
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, H), torch.linspace(-1, 1, W), indexing="ij")
+    grid = torch.stack([xs.flatten(), ys.flatten()], -1)  # (H*W, 2)
+    mean = q @ grid
+    spread = ((q * ((grid - mean[..., None, :]) ** 2).sum(-1)).sum(-1)).sqrt().mean(0)
+    print(f"{H * W} positions; per keypoint, over 32 test faces:")
+    print("  perplexity (positions):", " ".join(f"{v:.0f}" for v in perplexity))
+    print("  spatial std ([-1, 1]): ", " ".join(f"{v:.2f}" for v in spread))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     n = sub.add_parser("noise")
     n.add_argument("--sigmas", type=float, nargs="+", default=[1, 3, 6, 12])
+    sub.add_parser("heatmaps").add_argument("run", help="checkpoint file or run folder")
     for name in ("gt", "refit"):
         c = sub.add_parser(name)
         if name == "refit":
@@ -126,7 +149,7 @@ def main():
         c.add_argument("--steps", type=int, default=3000)
     a = p.parse_args()
     torch.set_num_threads(1)
-    {"noise": cmd_noise, "gt": cmd_gt, "refit": cmd_refit}[a.cmd](a)
+    {"noise": cmd_noise, "gt": cmd_gt, "refit": cmd_refit, "heatmaps": cmd_heatmaps}[a.cmd](a)
 
 
 if __name__ == "__main__":
