@@ -71,6 +71,8 @@ def build_parser():
                    help="soft-argmax temperature (softmax of heatmap / T; default 1)")
     t.add_argument("--mask-keep", type=float, default=0.2,
                    help="fraction of image patches the decoder sees (default 0.2, AutoLink)")
+    t.add_argument("--mask-grid", type=int, default=16,
+                   help="the mask's patches per side (default 16, AutoLink; must divide the image size)")
     t.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default 1e-4)")
     t.add_argument("--weight-decay", type=float, default=1e-3)
     t.add_argument("--edge-lr-mult", type=float, default=1.0,
@@ -175,6 +177,7 @@ def cmd_train(a):
                             decoder_widths=a.decoder_widths or dec, num_basis=a.basis,
                             edge_sigma=a.edge_sigma, edge_falloff=a.edge_falloff,
                             temperature=a.temperature, mask_keep=a.mask_keep,
+                            mask_grid=a.mask_grid,
                             learn_edge_weights=not a.fixed_edge_weights,
                             **({} if a.edge_weight_init is None
                                else {"edge_weight_init": a.edge_weight_init}))

@@ -79,6 +79,8 @@ class ModelConfig:
         if S % (2 ** (len(self.decoder_widths) - 1)):
             raise ValueError(f"image size {S} must be divisible by "
                              f"{2 ** (len(self.decoder_widths) - 1)} (decoder levels)")
+        if not (isinstance(self.mask_grid, int) and self.mask_grid >= 1):
+            raise ValueError(f"mask_grid must be an integer >= 1, got {self.mask_grid!r}")
         if S % self.mask_grid:
             raise ValueError(f"image size {S} must be divisible by the mask grid {self.mask_grid}")
         if not 0.0 <= self.mask_keep <= 1.0:

@@ -65,6 +65,10 @@ def foreign_ckpt(tmp_path):
     (["train", "--data", "synthetic:face", "--keypoints", "4", "--steps", "1",
       "--temperature", "-1"], ["temperature"]),
     (["train", "--data", "synthetic:face", "--keypoints", "4", "--steps", "1",
+      "--mask-grid", "0"], ["mask_grid"]),
+    (["train", "--data", "synthetic:face", "--keypoints", "4", "--steps", "1",
+      "--mask-grid", "5"], ["mask grid"]),
+    (["train", "--data", "synthetic:face", "--keypoints", "4", "--steps", "1",
       "--lr-decay", "linear"], ["lr-decay"]),
 ])
 def test_train_bad_input(capsys, tmp_path, argv, words):

@@ -76,6 +76,7 @@ def test_patch_mask():
     (dict(num_keypoints=4, image_size=30), "divisible"),
     (dict(num_keypoints=4, mode="2d"), "mode"),
     (dict(num_keypoints=4, mask_keep=1.5), "mask_keep"),
+    (dict(num_keypoints=4, mask_grid=0), "mask_grid"),
     (dict(num_keypoints=4, temperature=0.0), "temperature"),
     (dict(num_keypoints=4, edge_weight_init=-0.1), "edge_weight_init"),
 ])
