@@ -5,6 +5,7 @@ the projection loss on the detector, and other levers").
     python scripts/demo_diagnostics.py gt --lr 1e-3      # lifter trained on true 2D landmarks
     python scripts/demo_diagnostics.py refit RUN_DIR     # lifter refit on a detector's keypoints
     python scripts/demo_diagnostics.py heatmaps RUN_DIR  # how spread out the detector's heatmaps are
+    python scripts/demo_diagnostics.py edge-use RUN_DIR  # how much the decoder relies on the edge map
 
 Every figure is r2 = 2D NME / mean-landmark baseline and r3 = 3D NME / flat-lift baseline on 300
 test faces, the regressor fit on 500 (SPEC section 8). One thread; a few minutes each.
@@ -135,12 +136,44 @@ def cmd_heatmaps(a):
     print("  spatial std ([-1, 1]): ", " ".join(f"{v:.2f}" for v in spread))
 
 
+def cmd_edge_use(a):
+    """The reconstruction loss of a trained model on test faces with its own edge map, with an
+    empty one, with another image's, and with the batch-mean keypoints' (one fixed patch mask):
+    if they are close, the decoder reconstructs from the masked image and the keypoints get
+    little gradient."""
+    from kp3d.model.decoder import random_patch_mask
+    from kp3d.model.perceptual import build_reconstruction_loss
+    from kp3d.train.trainer import load_model
+
+    model, state = load_model(a.run)
+    model.eval()
+    cfg = state["train_config"]
+    loss_name = cfg.get("reconstruction", "auto")
+    reconstruction_loss = build_reconstruction_loss(loss_name, vgg_weights=cfg.get("vgg_weights") or None)
+    ds = build_dataset(DATA, "test", model.config.image_size, length=64)
+    x = torch.stack([ds[i]["image"] for i in range(len(ds))])
+    g = torch.Generator().manual_seed(0)
+    mask = random_patch_mask(len(x), x.shape[-2:], model.config.mask_grid, model.config.mask_keep,
+                             generator=g)
+    with torch.no_grad():
+        kp = model.detector(x)["keypoints"].float()
+        own = model.renderer(kp)
+        edges = {"own": own, "empty": torch.zeros_like(own), "another image's": own.roll(1, 0),
+                 "batch-mean keypoints'": model.renderer(kp.mean(0, keepdim=True).expand_as(kp))}
+        print(f"{loss_name} reconstruction loss on 64 test faces (mask keeps "
+              f"{model.config.mask_keep:.0%} of {model.config.mask_grid}^2 patches):")
+        for name, edge in edges.items():
+            out = model.decoder(x * mask, edge)
+            print(f"  {name + ' edge map':<32} {float(reconstruction_loss(out, x)):.4f}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     n = sub.add_parser("noise")
     n.add_argument("--sigmas", type=float, nargs="+", default=[1, 3, 6, 12])
     sub.add_parser("heatmaps").add_argument("run", help="checkpoint file or run folder")
+    sub.add_parser("edge-use").add_argument("run", help="checkpoint file or run folder")
     for name in ("gt", "refit"):
         c = sub.add_parser(name)
         if name == "refit":
@@ -149,7 +182,8 @@ def main():
         c.add_argument("--steps", type=int, default=3000)
     a = p.parse_args()
     torch.set_num_threads(1)
-    {"noise": cmd_noise, "gt": cmd_gt, "refit": cmd_refit, "heatmaps": cmd_heatmaps}[a.cmd](a)
+    {"noise": cmd_noise, "gt": cmd_gt, "refit": cmd_refit, "heatmaps": cmd_heatmaps,
+     "edge-use": cmd_edge_use}[a.cmd](a)
 
 
 if __name__ == "__main__":
