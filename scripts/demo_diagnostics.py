@@ -7,8 +7,9 @@ the projection loss on the detector, and other levers").
     python scripts/demo_diagnostics.py heatmaps RUN_DIR  # how spread out the detector's heatmaps are
     python scripts/demo_diagnostics.py edge-use RUN_DIR  # how much the decoder relies on the edge map
 
-Every figure is r2 = 2D NME / mean-landmark baseline and r3 = 3D NME / flat-lift baseline on 300
-test faces, the regressor fit on 500 (SPEC section 8). One thread; a few minutes each.
+The figures of noise, gt and refit are r2 = 2D NME / mean-landmark baseline and r3 = 3D NME /
+flat-lift baseline on 300 test faces, the regressor fit on 500 (SPEC section 8). One thread; a
+few minutes each.
 """
 
 import argparse
