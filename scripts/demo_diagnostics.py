@@ -42,6 +42,12 @@ def to_frame(px):
     return px / (SIZE - 1) * 2 - 1
 
 
+def load_test_images(size, n):
+    """(n, 3, size, size) images of the synthetic test split."""
+    ds = build_dataset(DATA, "test", size, length=n)
+    return torch.stack([ds[i]["image"] for i in range(n)])
+
+
 def ratios(p2_reg, p2_test, p3_reg, p3_test, reg, test):
     m = evaluate_keypoints(p2_reg, reg[0], p2_test, test[0], eye_indices=(0, 1),
                            pred_train_3d=p3_reg, gt_train_3d=reg[1], pred_test_3d=p3_test,
@@ -122,9 +128,8 @@ def cmd_heatmaps(a):
 
     model, _ = load_model(a.run)
     model.eval()
-    ds = build_dataset(DATA, "test", model.config.image_size, length=32)
     with torch.no_grad():
-        h = model.detector(torch.stack([ds[i]["image"] for i in range(len(ds))]))["heatmaps"]
+        h = model.detector(load_test_images(model.config.image_size, 32))["heatmaps"]
     q = torch.softmax(h.float().flatten(2) / model.config.temperature, -1)  # (B, K, H*W)
     perplexity = torch.exp(-(q * q.clamp_min(1e-12).log()).sum(-1)).mean(0)
     H, W = h.shape[-2:]
@@ -151,8 +156,7 @@ def cmd_edge_use(a):
     cfg = state["train_config"]
     loss_name = cfg.get("reconstruction", "auto")
     reconstruction_loss = build_reconstruction_loss(loss_name, vgg_weights=cfg.get("vgg_weights") or None)
-    ds = build_dataset(DATA, "test", model.config.image_size, length=64)
-    x = torch.stack([ds[i]["image"] for i in range(len(ds))])
+    x = load_test_images(model.config.image_size, 64)
     g = torch.Generator().manual_seed(0)
     mask = random_patch_mask(len(x), x.shape[-2:], model.config.mask_grid, model.config.mask_keep,
                              generator=g)
