@@ -45,13 +45,27 @@ def spec_edge_map(kp, w, edges, H, W, sigma, gaussian, grad_out):
     return out.detach(), None, gk, gw
 
 
+def float32_forward_atol(w, sigma, gaussian):
+    """How far two float32 evaluations of the edge map may differ (the GPU contracts a * b + c
+    into FMAs, the CPU kernel's order is another). The offset r from a segment is a difference of
+    coordinates of size <= 2, so each evaluation carries an error of about 3 u (u = 2^-24, the
+    unit roundoff) in each of its components; the falloff turns that into at most
+    w_max 3 u max|d s / d r|: sqrt(2) / sigma
+    for exp(-|r| / sigma), and 2 max_r r exp(-r^2 / sigma) / sigma = 0.86 / sqrt(sigma) for the
+    gaussian. Twice that bounds the difference of two evaluations."""
+    slope = 0.86 / sigma ** 0.5 if gaussian else 2 ** 0.5 / sigma
+    unit_roundoff = torch.finfo(torch.float32).eps / 2
+    return 2 * 3 * unit_roundoff * float(w.abs().max()) * slope
+
+
 def check_edge_map(kp, w, edges, H, W, sigma, gaussian, *, sequential=None, mode=None):
     grad_out = torch.randn(kp.shape[0], H, W, dtype=kp.dtype, generator=torch.Generator().manual_seed(3))
     out, winner = edge_map.forward(kp, w, edges, H, W, sigma, gaussian, sequential=sequential)
     gk, gw = edge_map.backward(grad_out.to(DEVICE), kp, w, edges, winner, sigma, gaussian, mode=mode)
     ref_out, ref_winner, ref_gk, ref_gw = spec_edge_map(kp, w, edges, H, W, sigma, gaussian, grad_out)
     f64 = kp.dtype == torch.float64
-    torch.testing.assert_close(out.cpu(), ref_out, rtol=1e-12 if f64 else 2e-6, atol=1e-14 if f64 else 1e-7)
+    atol = 1e-14 if f64 else float32_forward_atol(w, sigma, gaussian)
+    torch.testing.assert_close(out.cpu(), ref_out, rtol=1e-12 if f64 else 2e-6, atol=atol)
     if ref_winner is not None and f64:  # random inputs: no near-ties, the same winners
         assert torch.equal(winner.cpu(), ref_winner)
     tol = dict(rtol=1e-9, atol=1e-10) if f64 else dict(rtol=2e-4, atol=2e-4 * max(ref_gk.abs().max().item(), 1))
