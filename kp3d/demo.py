@@ -54,15 +54,20 @@ class DemoSettings:
     test_images: int = 300
     image_every: int = 500
     threads: int = 2
+    data_workers: int = 0  # DataLoader processes rendering the synthetic images
 
 
 SETTINGS = {
     # 2000 steps: seeds differ a lot in how fast the keypoints settle (some still improve at
     # step 1000, one drifts a little after it; docs/training.md), and 2000 fit in 15 minutes.
     "cpu": DemoSettings("cpu", steps=2000),
-    "gpu": DemoSettings("gpu", steps=20000, keypoints=16, batch_size=64, lr=5e-4,
+    # 4000 steps: on an H100 this setting's 2D and 3D figures were flat from step 2000 to 4000,
+    # and settings like it flat up to 7000 (docs/demo.md). The images are rendered on the CPU
+    # (about 4 ms each): without worker processes a batch of 64 would starve the GPU.
+    "gpu": DemoSettings("gpu", steps=4000, keypoints=16, batch_size=64, lr=5e-4,
                         detector_widths=(32, 64, 128), decoder_widths=(32, 64, 128, 256),
-                        regress_images=1000, test_images=1000, image_every=2000),
+                        regress_images=1000, test_images=1000, image_every=1000,
+                        data_workers=min(8, max(0, (os.cpu_count() or 1) - 1))),
     "tiny": DemoSettings("tiny", steps=4, keypoints=6, image_size=32, batch_size=4,
                          detector_widths=(8, 16), decoder_widths=(8, 16, 32), regress_images=24,
                          test_images=16, image_every=1000),
@@ -104,7 +109,8 @@ def run_demo(out="runs/demo", device=None, steps=None, tiny=False, seed=0, progr
                       w_projection=s.w_projection, structure_lr_mult=s.structure_lr_mult,
                       checkpoint_every=s.steps,
                       keep_checkpoints=1, log_every=max(1, min(10, s.steps // 4)),
-                      image_every=s.image_every, progress=progress)
+                      image_every=s.image_every, num_workers=s.data_workers,
+                      progress=progress)
     log(f"kp3d demo: training the full method on {DATA} ({s.name} setting: {s.steps} steps, "
         f"K = {s.keypoints}, {s.image_size} x {s.image_size}, batch {s.batch_size}, "
         f"device {device}, {torch.get_num_threads()} threads)")
