@@ -62,7 +62,7 @@ SETTINGS = {
     # step 1000, one drifts a little after it; docs/training.md), and 2000 fit in 15 minutes.
     "cpu": DemoSettings("cpu", steps=2000),
     # 4000 steps: on an H100 this setting's 2D and 3D figures were flat from step 2000 to 4000,
-    # and settings like it flat up to 7000 (docs/demo.md). The images are rendered on the CPU
+    # and settings like it flat up to 7000 (docs/training.md). The images are rendered on the CPU
     # (about 4 ms each): without worker processes a batch of 64 would starve the GPU.
     "gpu": DemoSettings("gpu", steps=4000, keypoints=16, batch_size=64, lr=5e-4,
                         detector_widths=(32, 64, 128), decoder_widths=(32, 64, 128, 256),
