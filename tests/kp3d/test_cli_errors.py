@@ -10,9 +10,10 @@ import torch
 
 from kp3d.cli import main
 
+# a valid train command, to which each case adds one bad option
+TRAIN = ["train", "--data", "synthetic:face", "--keypoints", "4", "--steps", "1"]
 TINY = ["--image-size", "32", "--detector-widths", "8,16", "--decoder-widths", "8,16",
         "--batch-size", "2", "--train-images", "4", "--no-progress"]
-
 
 
 def _run(capsys, argv):
@@ -51,25 +52,16 @@ def foreign_ckpt(tmp_path):
     (["train", "--data", "folder:/no/such/dir", "--keypoints", "4", "--steps", "1"], ["not exist"]),
     (["train", "--data", "nonsense", "--keypoints", "4", "--steps", "1"], ["spec"]),
     (["train", "--data", "synthetic:face", "--keypoints", "4", "--steps", "0"], ["steps"]),
-    (["train", "--data", "synthetic:face", "--keypoints", "4", "--steps", "1", "--device", "tpu"],
-     ["device"]),
+    (TRAIN + ["--device", "tpu"], ["device"]),
     (["train", "--data", "synthetic:face", "--keypoints", "x", "--steps", "1"], ["keypoints"]),
-    (["train", "--data", "synthetic:face", "--keypoints", "4", "--steps", "1",
-      "--vgg-weights", "/no/vgg16.pth"], ["vgg"]),
-    (["train", "--data", "synthetic:face", "--keypoints", "4", "--steps", "1",
-      "--reconstruction", "vgg"], ["vgg-weights"]),
-    (["train", "--data", "synthetic:face", "--keypoints", "4", "--steps", "1",
-      "--detector-widths", "8,x"], ["widths"]),
-    (["train", "--data", "synthetic:face", "--keypoints", "4", "--steps", "1",
-      "--edge-weight-init", "0"], ["edge_weight_init"]),
-    (["train", "--data", "synthetic:face", "--keypoints", "4", "--steps", "1",
-      "--temperature", "-1"], ["temperature"]),
-    (["train", "--data", "synthetic:face", "--keypoints", "4", "--steps", "1",
-      "--mask-grid", "0"], ["mask_grid"]),
-    (["train", "--data", "synthetic:face", "--keypoints", "4", "--steps", "1",
-      "--mask-grid", "5"], ["mask grid"]),
-    (["train", "--data", "synthetic:face", "--keypoints", "4", "--steps", "1",
-      "--lr-decay", "linear"], ["lr-decay"]),
+    (TRAIN + ["--vgg-weights", "/no/vgg16.pth"], ["vgg"]),
+    (TRAIN + ["--reconstruction", "vgg"], ["vgg-weights"]),
+    (TRAIN + ["--detector-widths", "8,x"], ["widths"]),
+    (TRAIN + ["--edge-weight-init", "0"], ["edge_weight_init"]),
+    (TRAIN + ["--temperature", "-1"], ["temperature"]),
+    (TRAIN + ["--mask-grid", "0"], ["mask_grid"]),
+    (TRAIN + ["--mask-grid", "5"], ["mask grid"]),
+    (TRAIN + ["--lr-decay", "linear"], ["lr-decay"]),
 ])
 def test_train_bad_input(capsys, tmp_path, argv, words):
     code, err = _run(capsys, argv + ["--out", str(tmp_path / "run")] + TINY)
