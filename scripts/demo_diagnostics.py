@@ -6,6 +6,7 @@ the projection loss on the detector, and other levers").
     python scripts/demo_diagnostics.py refit RUN_DIR     # lifter refit on a detector's keypoints
     python scripts/demo_diagnostics.py heatmaps RUN_DIR  # how spread out the detector's heatmaps are
     python scripts/demo_diagnostics.py edge-use RUN_DIR  # how much the decoder relies on the edge map
+    python scripts/demo_diagnostics.py oracle landmarks  # does the loss reward keypoints on parts?
 
 The figures of noise, gt and refit are r2 = 2D NME / mean-landmark baseline and r3 = 3D NME /
 flat-lift baseline on 300 test faces, the regressor fit on 500 (SPEC section 8). One thread; a
@@ -172,6 +173,61 @@ def cmd_edge_use(a):
             print(f"  {name + ' edge map':<32} {float(reconstruction_loss(out, x)):.4f}")
 
 
+def cmd_oracle(a):
+    """Train a fresh decoder (the demo's widths, mask and loss) whose edge map is drawn from a
+    fixed keypoint source, and print its reconstruction loss on 64 test faces under one fixed
+    mask. Sources: `landmarks` (8 true landmarks, LANDMARKS), `empty` (no edge map), or a run
+    folder / checkpoint (its frozen detector's keypoints). If the true landmarks do not beat
+    `empty`, the objective does not reward keypoints on the parts, whatever the detector does."""
+    from kp3d.model.decoder import Decoder, random_patch_mask
+    from kp3d.model.keypoint_model import default_edge_sigma
+    from kp3d.model.perceptual import build_reconstruction_loss
+    from kp3d_kernels import EdgeMapRenderer
+
+    torch.manual_seed(a.seed)
+    detector = None
+    if a.source not in ("landmarks", "empty"):
+        from kp3d.train.trainer import load_model
+
+        detector = load_model(a.source)[0].detector.eval()
+    K = len(LANDMARKS) if detector is None else detector.num_keypoints
+    renderer = EdgeMapRenderer(K, SIZE, default_edge_sigma(K, SIZE), learnable=False,
+                               initial_weight=1.0)
+
+    @torch.no_grad()
+    def edge_map(images, lm_px):
+        if a.source == "empty":
+            return torch.zeros(len(images), 1, SIZE, SIZE)
+        kp = (detector(images)["keypoints"].float() if detector is not None
+              else to_frame(lm_px[:, LANDMARKS]))
+        return renderer(kp)
+
+    decoder = Decoder(a.decoder_widths)
+    loss_fn = build_reconstruction_loss(a.loss)
+    opt = torch.optim.AdamW(decoder.parameters(), lr=a.lr, weight_decay=1e-3)
+    train = torch.utils.data.DataLoader(build_dataset(DATA, "train", SIZE, length=a.steps * 16),
+                                        batch_size=16)
+    test = build_dataset(DATA, "test", SIZE, length=64)
+    test_x = torch.stack([test[i]["image"] for i in range(64)])
+    test_edge = edge_map(test_x, torch.stack([test[i]["landmarks_2d"] for i in range(64)]))
+    test_mask = random_patch_mask(64, SIZE, 16, a.mask_keep, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(a.seed + 1)
+    for step, batch in enumerate(train, 1):
+        x = batch["image"]
+        mask = random_patch_mask(len(x), SIZE, 16, a.mask_keep, generator=g)
+        loss = loss_fn(decoder(x * mask, edge_map(x, batch["landmarks_2d"])), x)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % a.every == 0 or step == a.steps:
+            decoder.eval()
+            with torch.no_grad():
+                test_loss = float(loss_fn(decoder(test_x * test_mask, test_edge), test_x))
+            decoder.train()
+            print(f"{a.source}, mask keeps {a.mask_keep:g}: step {step} test loss {test_loss:.4f}",
+                  flush=True)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -179,6 +235,15 @@ def main():
     n.add_argument("--sigmas", type=float, nargs="+", default=[1, 3, 6, 12])
     sub.add_parser("heatmaps").add_argument("run", help="checkpoint file or run folder")
     sub.add_parser("edge-use").add_argument("run", help="checkpoint file or run folder")
+    o = sub.add_parser("oracle")
+    o.add_argument("source", help="landmarks, empty, or a run folder / checkpoint")
+    o.add_argument("--steps", type=int, default=1000)
+    o.add_argument("--every", type=int, default=250)
+    o.add_argument("--mask-keep", type=float, default=0.2)
+    o.add_argument("--loss", default="random")
+    o.add_argument("--lr", type=float, default=1e-3)
+    o.add_argument("--decoder-widths", type=int, nargs="+", default=[16, 32, 64, 128])
+    o.add_argument("--seed", type=int, default=0)
     for name in ("gt", "refit"):
         c = sub.add_parser(name)
         if name == "refit":
@@ -188,7 +253,7 @@ def main():
     a = p.parse_args()
     torch.set_num_threads(1)
     {"noise": cmd_noise, "gt": cmd_gt, "refit": cmd_refit, "heatmaps": cmd_heatmaps,
-     "edge-use": cmd_edge_use}[a.cmd](a)
+     "edge-use": cmd_edge_use, "oracle": cmd_oracle}[a.cmd](a)
 
 
 if __name__ == "__main__":
