@@ -19,11 +19,13 @@ import numpy as np
 import torch
 
 from kp3d.data import build_dataset
+from kp3d.demo import SETTINGS
 from kp3d.eval import evaluate_keypoints
 from kp3d.model.losses import projection_loss
 from kp3d.model.structure3d import Lifter, ShapeModel
 
 DATA = "synthetic:face"
+DEMO = SETTINGS["cpu"]  # the oracle's decoder defaults follow the demo's CPU setting
 SIZE = 64
 # eyes, nose tip, mouth corners, chin, ear lobes: 8 landmarks spread over the head
 LANDMARKS = [0, 1, 2, 3, 4, 18, 21, 22]
@@ -180,7 +182,7 @@ def cmd_oracle(a):
     folder / checkpoint (its frozen detector's keypoints). If the true landmarks do not beat
     `empty`, the objective does not reward keypoints on the parts, whatever the detector does."""
     from kp3d.model.decoder import Decoder, random_patch_mask
-    from kp3d.model.keypoint_model import default_edge_sigma
+    from kp3d.model.keypoint_model import ModelConfig, default_edge_sigma
     from kp3d.model.perceptual import build_reconstruction_loss
     from kp3d_kernels import EdgeMapRenderer
 
@@ -210,11 +212,13 @@ def cmd_oracle(a):
     test = build_dataset(DATA, "test", SIZE, length=64)
     test_x = torch.stack([test[i]["image"] for i in range(64)])
     test_edge = edge_map(test_x, torch.stack([test[i]["landmarks_2d"] for i in range(64)]))
-    test_mask = random_patch_mask(64, SIZE, 16, a.mask_keep, generator=torch.Generator().manual_seed(0))
+    grid = ModelConfig().mask_grid
+    test_mask = random_patch_mask(64, SIZE, grid, a.mask_keep,
+                                  generator=torch.Generator().manual_seed(0))
     g = torch.Generator().manual_seed(a.seed + 1)
     for step, batch in enumerate(train, 1):
         x = batch["image"]
-        mask = random_patch_mask(len(x), SIZE, 16, a.mask_keep, generator=g)
+        mask = random_patch_mask(len(x), SIZE, grid, a.mask_keep, generator=g)
         loss = loss_fn(decoder(x * mask, edge_map(x, batch["landmarks_2d"])), x)
         opt.zero_grad()
         loss.backward()
@@ -239,10 +243,10 @@ def main():
     o.add_argument("source", help="landmarks, empty, or a run folder / checkpoint")
     o.add_argument("--steps", type=int, default=1000)
     o.add_argument("--every", type=int, default=250)
-    o.add_argument("--mask-keep", type=float, default=0.2)
-    o.add_argument("--loss", default="random")
-    o.add_argument("--lr", type=float, default=1e-3)
-    o.add_argument("--decoder-widths", type=int, nargs="+", default=[16, 32, 64, 128])
+    o.add_argument("--mask-keep", type=float, default=DEMO.mask_keep)
+    o.add_argument("--loss", default=DEMO.reconstruction)
+    o.add_argument("--lr", type=float, default=DEMO.lr)
+    o.add_argument("--decoder-widths", type=int, nargs="+", default=list(DEMO.decoder_widths))
     o.add_argument("--seed", type=int, default=0)
     for name in ("gt", "refit"):
         c = sub.add_parser(name)
