@@ -41,6 +41,9 @@ class Scene:
     light_colour: np.ndarray
     background: np.ndarray  # (S, S, 3)
     yaw_deg: float = float("nan")
+    pitch_deg: float = float("nan")
+    roll_deg: float = float("nan")
+    object_centre: np.ndarray | None = None  # (3,) world frame: the posed centre of the object (the head's)
     shininess: float = 20.0
     occlusion_tol: float = 0.05  # world units of depth slack for the visibility test
 

@@ -284,4 +284,6 @@ def sample_scene(rng: np.random.Generator, size: int) -> Scene:
     bg = render.random_background(rng, size)
     return Scene(parts=parts, landmarks=L, centre=centre, scale=scale, light_dir=light,
                  ambient=u(0.4, 0.6), diffuse=u(0.4, 0.75), light_colour=1 + rng.normal(0, 0.05, 3),
-                 background=bg, yaw_deg=float(np.degrees(yaw)), shininess=u(10, 30), occlusion_tol=0.06)
+                 background=bg, yaw_deg=float(np.degrees(yaw)), pitch_deg=float(np.degrees(pitch)),
+                 roll_deg=float(np.degrees(roll)), object_centre=(np.zeros(3) - pivot) @ Rh.T + pivot,
+                 shininess=u(10, 30), occlusion_tol=0.06)

@@ -81,6 +81,17 @@ def test_pose_ranges(mod, limits):
     assert np.abs(yaws).max() > 0.6 * limits[0]  # the range is really used
 
 
+def test_face_scene_records_its_whole_pose():
+    scenes = [synthetic_face.sample_scene(np.random.default_rng(i), 16) for i in range(60)]
+    for name, limit in (("pitch", 30), ("roll", 20)):
+        angles = np.array([getattr(sc, f"{name}_deg") for sc in scenes])
+        assert np.abs(angles).max() <= limit + 1e-9 and np.abs(angles).max() > 0.6 * limit
+    # the posed head centre lies between the posed ear lobes (about 0.3 below and behind it)
+    for sc in scenes:
+        ears = sc.landmarks[[21, 22]].mean(0)
+        assert np.linalg.norm(ears - sc.object_centre) < 0.45
+
+
 def test_shape_varies_between_images():
     ds = build_dataset("synthetic:face", "train", 32, length=6)
     # pose-free comparison: distance eye-to-eye relative to eye-to-mouth varies across images
