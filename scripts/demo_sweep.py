@@ -13,7 +13,8 @@ between evaluations), "eval" ([regress images, test images], default [500, 300])
 pairs and 1e-4 elsewhere; drawn with a fixed seed). Each evaluation appends one JSON line to
 OUT_DIR/results.jsonl and prints it: r2 = 2D NME / mean-landmark baseline, r3 = 3D NME /
 flat-lift baseline, and the lifted keypoints' yaw spread and correlation with the true yaw.
-A run killed between evaluations resumes from its last checkpoint.
+A run killed between evaluations resumes from its last checkpoint; a rerun with more steps
+goes on from there.
 """
 
 import argparse
@@ -29,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from kp3d import report  # noqa: E402
 from kp3d.model import ModelConfig  # noqa: E402
 from kp3d.model import keypoint_model  # noqa: E402
+from kp3d.train.checkpoint import list_checkpoints  # noqa: E402
 from kp3d.train.config import TrainConfig  # noqa: E402
 from kp3d.train.trainer import evaluate_model, train  # noqa: E402
 
@@ -86,7 +88,11 @@ def main():
     total, every = train_cfg["steps"], over.get("eval_every", 1000)
     regress, test = over.get("eval", [500, 300])
     t0 = time.time()
+    # a rerun with more steps goes on from the newest checkpoint, without re-evaluating it
+    done = max([step for step, _ in list_checkpoints(train_cfg["out"])], default=0)
     for step in range(every, total + 1, every):
+        if step <= done:
+            continue
         train_cfg.update(steps=step, checkpoint_every=step)
         summary = train(TrainConfig(**train_cfg), ModelConfig(**model_cfg), resume=True,
                         log=lambda message: None)
