@@ -73,6 +73,9 @@ def build_parser():
                    help="fraction of image patches the decoder sees (default 0.2, AutoLink)")
     t.add_argument("--mask-grid", type=int, default=16,
                    help="the mask's patches per side (default 16, AutoLink; must divide the image size)")
+    t.add_argument("--decoder-input", choices=("mask", "shuffle"), default="mask",
+                   help="what the decoder sees of the image: mask (AutoLink: --mask-keep of the "
+                        "patches) or shuffle (every patch, in a random order)")
     t.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default 1e-4)")
     t.add_argument("--weight-decay", type=float, default=1e-3)
     t.add_argument("--edge-lr-mult", type=float, default=1.0,
@@ -177,7 +180,7 @@ def cmd_train(a):
                             decoder_widths=a.decoder_widths or dec, num_basis=a.basis,
                             edge_sigma=a.edge_sigma, edge_falloff=a.edge_falloff,
                             temperature=a.temperature, mask_keep=a.mask_keep,
-                            mask_grid=a.mask_grid,
+                            mask_grid=a.mask_grid, decoder_input=a.decoder_input,
                             learn_edge_weights=not a.fixed_edge_weights,
                             **({} if a.edge_weight_init is None
                                else {"edge_weight_init": a.edge_weight_init}))

@@ -268,8 +268,11 @@ def write_report(out, m, pictures, model_config, train_config):
             if warm >= m["step"] else
             f"the projection loss moves the detector after step {warm}" if warm else
             "the projection loss trains the detector and the 3D structure")
-    L.append(f"- {links}; {proj}; mask keeps {model_config.get('mask_keep', 0.2):.0%} of "
-             "the image patches")
+    grid = model_config.get("mask_grid", 16)
+    seen = (f"the decoder sees all {grid} x {grid} image patches, shuffled"
+            if model_config.get("decoder_input", "mask") == "shuffle" else
+            f"mask keeps {model_config.get('mask_keep', 0.2):.0%} of the image patches")
+    L.append(f"- {links}; {proj}; {seen}")
     L.append(f"- device `{m['device']}`, {m['threads']} CPU threads, seed {m['seed']}")
     L.append(f"- time: training {m['time_train_s']:.0f} s, evaluation {m['time_eval_s']:.0f} s, "
              f"pictures {m['time_pictures_s']:.0f} s, total {m['time_total_s']:.0f} s\n")

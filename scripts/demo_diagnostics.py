@@ -7,6 +7,7 @@ the projection loss on the detector, and other levers").
     python scripts/demo_diagnostics.py heatmaps RUN_DIR  # how spread out the detector's heatmaps are
     python scripts/demo_diagnostics.py edge-use RUN_DIR  # how much the decoder relies on the edge map
     python scripts/demo_diagnostics.py oracle landmarks  # does the loss reward keypoints on parts?
+    python scripts/demo_diagnostics.py ceiling           # the best r2 of keypoints that see part of the pose
 
 The figures of noise, gt and refit are r2 = 2D NME / mean-landmark baseline and r3 = 3D NME /
 flat-lift baseline on 300 test faces, the regressor fit on 500 (SPEC section 8). One thread; a
@@ -21,6 +22,7 @@ import torch
 from kp3d.data import build_dataset
 from kp3d.demo import SETTINGS
 from kp3d.eval import evaluate_keypoints
+from kp3d.model.keypoint_model import ModelConfig
 from kp3d.model.losses import projection_loss
 from kp3d.model.structure3d import Lifter, ShapeModel
 
@@ -126,6 +128,48 @@ def cmd_refit(a):
     print(f"refit lifter's yaw correlation {yaw_corr(R, P['test']['yaw_deg']):+.2f}")
 
 
+# K = 8 points on a ring of radius 0.7 head units (the head's half-width is about 0.8, its
+# half-height 1.0) around the head's centre, 0.5 in front of it
+RING = np.array([[0.7 * np.cos(t), 0.7 * np.sin(t), 0.5] for t in np.linspace(0, 2 * np.pi, 8, endpoint=False)])
+RING_POSES = {"image": "centre and size (a rigid pattern in the image)",
+              "roll": "centre, size and roll (what the outline shows)",
+              "pose": "the full pose (points fixed on the head in 3D)"}
+
+
+def ring_keypoints(scene, turn):
+    """(8, 2) pixels: RING around the posed head centre of a synthetic face scene, turned by
+    none of the head's pose (`image`), its roll only (`roll`) or all of it (`pose`)."""
+    from kp3d.data import render
+
+    yaw, pitch, roll = (np.radians(getattr(scene, f"{n}_deg")) for n in ("yaw", "pitch", "roll"))
+    R = {"image": np.eye(3), "roll": render.rotation_matrix(roll=roll),
+         "pose": render.rotation_matrix(yaw, pitch, roll)}[turn]
+    P = scene.object_centre + RING @ R.T
+    return np.stack([scene.centre[0] + scene.scale * P[:, 0], scene.centre[1] - scene.scale * P[:, 1]], 1)
+
+
+def scene_of(ds, i):
+    """The generator's scene of item i of a synthetic dataset (its true pose), not rendered."""
+    return ds.module.sample_scene(ds.rng(int(i)), ds.image_size)
+
+
+def cmd_ceiling(a):
+    """The best 2D figure of keypoints that follow only part of a head's pose: K points at fixed
+    places around the head's centre, in the image plane or on the head in 3D, placed from the
+    generator's true pose. Keypoints on the head's outline see its position, size and roll; the
+    yaw and pitch move the face inside that outline, and only keypoints on the face see them."""
+    ds = {split: build_dataset(DATA, split, SIZE, length=n) for split, n in (("regress", 500), ("test", 300))}
+    scenes = {s: [scene_of(d, i) for i in range(len(d))] for s, d in ds.items()}
+    gt = {s: landmarks(s, len(d)) for s, d in ds.items()}
+    for which, name in RING_POSES.items():
+        kp = {s: to_frame(np.stack([ring_keypoints(sc, which) for sc in scenes[s]])) for s in scenes}
+        m = evaluate_keypoints(kp["regress"], gt["regress"][0], kp["test"], gt["test"][0], eye_indices=(0, 1))
+        print(f"{name:<52} r2 {m['nme_2d'] / m['nme_2d_mean_baseline']:.3f}")
+    m = evaluate_keypoints(to_frame(gt["regress"][0][:, LANDMARKS]), gt["regress"][0],
+                           to_frame(gt["test"][0][:, LANDMARKS]), gt["test"][0], eye_indices=(0, 1))
+    print(f"{'8 true landmarks (on the parts)':<52} r2 {m['nme_2d'] / m['nme_2d_mean_baseline']:.3f}")
+
+
 def cmd_heatmaps(a):
     from kp3d.train.trainer import load_model
 
@@ -175,60 +219,96 @@ def cmd_edge_use(a):
             print(f"  {name + ' edge map':<32} {float(reconstruction_loss(out, x)):.4f}")
 
 
+def random_warp(images, strength, generator):
+    """Each image resampled through its own smooth random displacement field: offsets drawn
+    uniformly in +-strength (the [-1, 1] frame) on a 4 x 4 grid, upsampled bicubically. The
+    parts move relative to the outline, so only keypoints can say where they belong."""
+    import torch.nn.functional as F
+
+    B, _, H, W = images.shape
+    coarse = (torch.rand(B, 2, 4, 4, generator=generator) * 2 - 1) * strength
+    flow = F.interpolate(coarse, size=(H, W), mode="bicubic", align_corners=True)
+    base = F.affine_grid(torch.eye(2, 3).expand(B, 2, 3), (B, 3, H, W), align_corners=False)
+    return F.grid_sample(images, base + flow.permute(0, 2, 3, 1), padding_mode="border",
+                         align_corners=False)
+
+
 def cmd_oracle(a):
     """Train a fresh decoder (the demo's widths, mask and loss) whose edge map is drawn from a
     fixed keypoint source, and print its reconstruction loss on 64 test faces under one fixed
-    mask. Sources: `landmarks` (8 true landmarks, LANDMARKS), `empty` (no edge map), or a run
-    folder / checkpoint (its frozen detector's keypoints). If the true landmarks do not beat
-    `empty`, the objective does not reward keypoints on the parts, whatever the detector does."""
-    from kp3d.model.decoder import Decoder, random_patch_mask
-    from kp3d.model.keypoint_model import ModelConfig, default_edge_sigma
+    mask. Sources: `landmarks` (8 true landmarks, LANDMARKS), `empty` (no edge map), `ring-image`,
+    `ring-roll`, `ring-pose` (the hand-placed patterns of `ceiling`), or a run folder /
+    checkpoint (its frozen detector's keypoints). A source that does not beat `empty` is not
+    worth a fresh decoder's learning to read it within the steps run (`landmarks`: keypoints on
+    the parts; `ring-pose` against `ring-roll`: keypoints that see how the head turns); a
+    decoder trained beside a detector may still come to read what the detector draws."""
+    from kp3d.model.decoder import Decoder, random_patch_mask, shuffle_cells
+    from kp3d.model.keypoint_model import default_edge_sigma
     from kp3d.model.perceptual import build_reconstruction_loss
     from kp3d_kernels import EdgeMapRenderer
 
     torch.manual_seed(a.seed)
     detector = None
-    if a.source not in ("landmarks", "empty"):
+    ring = a.source[5:] if a.source.startswith("ring-") else None
+    if ring is not None and ring not in RING_POSES:
+        raise SystemExit(f"oracle: unknown source {a.source!r} (ring-image, ring-roll or ring-pose)")
+    if a.source not in ("landmarks", "empty") and ring is None:
         from kp3d.train.trainer import load_model
 
         detector = load_model(a.source)[0].detector.eval()
-    K = len(LANDMARKS) if detector is None else detector.num_keypoints
+    K = len(LANDMARKS) if detector is None else detector.num_keypoints  # RING has 8 points too
     renderer = EdgeMapRenderer(K, SIZE, default_edge_sigma(K, SIZE), learnable=False,
                                initial_weight=1.0)
 
     @torch.no_grad()
-    def edge_map(images, lm_px):
+    def edge_map(images, lm_px, ds, index):
         if a.source == "empty":
             return torch.zeros(len(images), 1, SIZE, SIZE)
-        kp = (detector(images)["keypoints"].float() if detector is not None
-              else to_frame(lm_px[:, LANDMARKS]))
+        if detector is not None:
+            kp = detector(images)["keypoints"].float()
+        elif ring is not None:
+            kp = to_frame(torch.tensor(np.stack([ring_keypoints(scene_of(ds, i), ring) for i in index]),
+                                       dtype=torch.float32))
+        else:
+            kp = to_frame(lm_px[:, LANDMARKS])
         return renderer(kp)
 
     decoder = Decoder(a.decoder_widths)
     loss_fn = build_reconstruction_loss(a.loss)
     opt = torch.optim.AdamW(decoder.parameters(), lr=a.lr, weight_decay=1e-3)
-    train = torch.utils.data.DataLoader(build_dataset(DATA, "train", SIZE, length=a.steps * 16),
-                                        batch_size=16)
+    train_set = build_dataset(DATA, "train", SIZE, length=a.steps * 16)
+    train = torch.utils.data.DataLoader(train_set, batch_size=16)
     test = build_dataset(DATA, "test", SIZE, length=64)
     test_x = torch.stack([test[i]["image"] for i in range(64)])
-    test_edge = edge_map(test_x, torch.stack([test[i]["landmarks_2d"] for i in range(64)]))
-    grid = ModelConfig().mask_grid
-    test_mask = random_patch_mask(64, SIZE, grid, a.mask_keep,
-                                  generator=torch.Generator().manual_seed(0))
+    test_edge = edge_map(test_x, torch.stack([test[i]["landmarks_2d"] for i in range(64)]), test,
+                         range(64))
+    grid = a.mask_grid
+
+    def hide(images, generator):  # what the decoder sees of the image
+        if a.warp:
+            return random_warp(images, a.warp, generator)
+        if a.shuffle:
+            return shuffle_cells(images, a.shuffle, generator=generator)
+        return images * random_patch_mask(len(images), SIZE, grid, a.mask_keep, generator=generator)
+
+    test_seen = hide(test_x, torch.Generator().manual_seed(0))
     g = torch.Generator().manual_seed(a.seed + 1)
     for step, batch in enumerate(train, 1):
         x = batch["image"]
-        mask = random_patch_mask(len(x), SIZE, grid, a.mask_keep, generator=g)
-        loss = loss_fn(decoder(x * mask, edge_map(x, batch["landmarks_2d"])), x)
+        edge = edge_map(x, batch["landmarks_2d"], train_set, batch["index"].tolist())
+        loss = loss_fn(decoder(hide(x, g), edge), x)
         opt.zero_grad()
         loss.backward()
         opt.step()
         if step % a.every == 0 or step == a.steps:
             decoder.eval()
             with torch.no_grad():
-                test_loss = float(loss_fn(decoder(test_x * test_mask, test_edge), test_x))
+                test_loss = float(loss_fn(decoder(test_seen, test_edge), test_x))
             decoder.train()
-            print(f"{a.source}, mask keeps {a.mask_keep:g}: step {step} test loss {test_loss:.4f}",
+            seen = (f"warped by up to {a.warp:g}" if a.warp else
+                    f"{a.shuffle}^2 cells shuffled" if a.shuffle else
+                    f"mask keeps {a.mask_keep:g} of {grid}^2 patches")
+            print(f"{a.source}, {seen}: step {step} test loss {test_loss:.4f}",
                   flush=True)
 
 
@@ -237,13 +317,24 @@ def main():
     sub = p.add_subparsers(dest="cmd", required=True)
     n = sub.add_parser("noise")
     n.add_argument("--sigmas", type=float, nargs="+", default=[1, 3, 6, 12])
+    sub.add_parser("ceiling")
     sub.add_parser("heatmaps").add_argument("run", help="checkpoint file or run folder")
     sub.add_parser("edge-use").add_argument("run", help="checkpoint file or run folder")
     o = sub.add_parser("oracle")
-    o.add_argument("source", help="landmarks, empty, or a run folder / checkpoint")
+    o.add_argument("source", help="landmarks, empty, ring-image, ring-roll, ring-pose (the "
+                   "patterns of `ceiling`), or a run folder / checkpoint")
     o.add_argument("--steps", type=int, default=1000)
     o.add_argument("--every", type=int, default=250)
     o.add_argument("--mask-keep", type=float, default=DEMO.mask_keep)
+    o.add_argument("--mask-grid", type=int, default=ModelConfig().mask_grid,
+                   help="patches per side (the demo's: 16, i.e. 4 x 4 pixels at 64)")
+    seen = o.add_mutually_exclusive_group()
+    seen.add_argument("--warp", type=float, default=0.0,
+                      help="show the decoder the whole image under a smooth random warp of up to "
+                           "this displacement ([-1, 1] frame) instead of masked patches")
+    seen.add_argument("--shuffle", type=int, default=0,
+                      help="show the decoder the whole image cut into this many cells per side, "
+                           "shuffled, instead of masked patches")
     o.add_argument("--loss", default=DEMO.reconstruction)
     o.add_argument("--lr", type=float, default=DEMO.lr)
     o.add_argument("--decoder-widths", type=int, nargs="+", default=list(DEMO.decoder_widths))
@@ -257,7 +348,7 @@ def main():
     a = p.parse_args()
     torch.set_num_threads(1)
     {"noise": cmd_noise, "gt": cmd_gt, "refit": cmd_refit, "heatmaps": cmd_heatmaps,
-     "edge-use": cmd_edge_use, "oracle": cmd_oracle}[a.cmd](a)
+     "edge-use": cmd_edge_use, "oracle": cmd_oracle, "ceiling": cmd_ceiling}[a.cmd](a)
 
 
 if __name__ == "__main__":

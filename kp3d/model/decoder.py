@@ -1,5 +1,5 @@
-"""The image decoder: AutoLink's patch masking and a UNet that reconstructs the image from the
-masked image and the edge map."""
+"""The image decoder: AutoLink's patch masking (or shuffled cells) and a UNet that reconstructs
+the image from what it is shown of the image and the edge map."""
 
 import torch
 from torch import nn
@@ -20,6 +20,23 @@ def random_patch_mask(batch, size, grid=16, keep_prob=0.2, *, generator=None, de
     cells = (torch.rand(batch, 1, grid, grid, generator=generator) < keep_prob).to(dtype)
     mask = cells.repeat_interleave(H // grid, dim=2).repeat_interleave(W // grid, dim=3)
     return mask.to(device)
+
+
+def shuffle_cells(images, grid=16, *, generator=None):
+    """Each image cut into grid x grid cells put back in a random order of its own: the decoder
+    sees every colour and texture of the image but not where they belong, so the keypoints must
+    say where (not AutoLink; ``ModelConfig.decoder_input = "shuffle"``).
+
+    The order is drawn with `generator` (a CPU torch.Generator), like random_patch_mask.
+    """
+    B, C, H, W = images.shape
+    if H % grid or W % grid:
+        raise ValueError(f"image size {H}x{W} must be divisible by the shuffle grid {grid}")
+    h, w = H // grid, W // grid
+    order = torch.argsort(torch.rand(B, grid * grid, generator=generator), dim=1).to(images.device)
+    cells = images.reshape(B, C, grid, h, grid, w).permute(0, 2, 4, 1, 3, 5).reshape(B, grid * grid, C, h, w)
+    cells = cells[torch.arange(B, device=images.device)[:, None], order]
+    return cells.reshape(B, grid, grid, C, h, w).permute(0, 3, 1, 4, 2, 5).reshape(B, C, H, W)
 
 
 def _conv_block(cin, cout):

@@ -17,7 +17,7 @@ from torch import nn
 from kp3d_kernels import EdgeMapRenderer
 from kp3d_kernels.modules import AUTOLINK_INITIAL_WEIGHT
 
-from .decoder import Decoder, random_patch_mask
+from .decoder import Decoder, random_patch_mask, shuffle_cells
 from .detector import Detector
 from .structure3d import Canonicalizer, Lifter, ShapeModel, random_rotations
 
@@ -53,6 +53,9 @@ class ModelConfig:
     learn_edge_weights: bool = True  # False: the weights stay at edge_weight_init
     mask_grid: int = 16
     mask_keep: float = 0.2
+    # what the decoder sees of the image: "mask" (AutoLink: mask_keep of the mask_grid^2 patches)
+    # or "shuffle" (all mask_grid^2 cells, in a random order: the layout must come from the edge map)
+    decoder_input: str = "mask"
     num_basis: int = 2
     lifter_hidden: int = 256
     lifter_depth: int = 2
@@ -83,6 +86,8 @@ class ModelConfig:
             raise ValueError(f"mask_grid must be an integer >= 1, got {self.mask_grid!r}")
         if S % self.mask_grid:
             raise ValueError(f"image size {S} must be divisible by the mask grid {self.mask_grid}")
+        if self.decoder_input not in ("mask", "shuffle"):
+            raise ValueError(f"decoder_input must be mask or shuffle, got {self.decoder_input!r}")
         if not 0.0 <= self.mask_keep <= 1.0:
             raise ValueError(f"mask_keep must be in [0, 1], got {self.mask_keep}")
         if self.num_basis < 0:
@@ -162,10 +167,12 @@ class KeypointModel(nn.Module):
         det = self.detector(images)
         kp = det["keypoints"]
         edge = self.renderer(kp).to(images.dtype)
-        mask = random_patch_mask(B, images.shape[-2:], self.config.mask_grid,
-                                 self.config.mask_keep, generator=generator,
-                                 device=images.device, dtype=images.dtype)
-        masked = images * mask
+        if self.config.decoder_input == "shuffle":
+            masked = shuffle_cells(images, self.config.mask_grid, generator=generator)
+        else:
+            masked = images * random_patch_mask(B, images.shape[-2:], self.config.mask_grid,
+                                                self.config.mask_keep, generator=generator,
+                                                device=images.device, dtype=images.dtype)
         out = {"keypoints": kp, "heatmaps": det["heatmaps"], "edge_map": edge,
                "masked": masked, "reconstruction": self.decoder(masked, edge)}
         if self.has_3d:

@@ -1,6 +1,8 @@
-"""`scripts/demo_diagnostics.py oracle`: a few steps of each built-in keypoint source run and
-report a finite test loss (the measurements it makes are in docs/training.md)."""
+"""`scripts/demo_diagnostics.py`: a few steps of each built-in keypoint source of `oracle` run and
+report a finite test loss; `ceiling` orders its keypoint patterns as the pose they see says
+(the measurements both make are in docs/training.md)."""
 
+import importlib.util
 import math
 import re
 import subprocess
@@ -8,15 +10,48 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "demo_diagnostics.py"
 
 
-@pytest.mark.parametrize("source", ["landmarks", "empty"])
-def test_oracle_runs(source):
+def load_script():
+    spec = importlib.util.spec_from_file_location("demo_diagnostics", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("source,seen", [
+    ("landmarks", []), ("empty", []), ("landmarks", ["--mask-grid", "4", "--mask-keep", "0.25"]),
+    ("landmarks", ["--warp", "0.2"]), ("empty", ["--shuffle", "4"])])
+def test_oracle_runs(source, seen):
     res = subprocess.run([sys.executable, str(SCRIPT), "oracle", source, "--steps", "2",
-                          "--every", "1", "--decoder-widths", "4", "8"],
+                          "--every", "1", "--decoder-widths", "4", "8", *seen],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     losses = [float(v) for v in re.findall(r"step \d+ test loss ([0-9.]+)", res.stdout)]
     assert len(losses) == 2 and all(math.isfinite(v) and v > 0 for v in losses), res.stdout
+
+
+def test_ceiling_orders_the_patterns():
+    res = subprocess.run([sys.executable, str(SCRIPT), "ceiling"], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    r2 = [float(v) for v in re.findall(r" r2 ([0-9.]+)", res.stdout)]
+    assert len(r2) == 4, res.stdout
+    image, roll, pose, true = r2
+    # seeing more of the pose can only help; the outline alone stays above the demo's 0.5 target
+    assert image > roll > 0.5 > pose > true, res.stdout
+
+
+def test_random_warp_moves_pixels_a_bounded_amount():
+    random_warp = load_script().random_warp
+    x = torch.randn(2, 3, 16, 16)
+    assert torch.allclose(random_warp(x, 0.0, torch.Generator()), x, atol=1e-5)
+    # x at the pixel centres (the grid_sample frame): sampling it returns the displacement
+    ramp = ((2 * torch.arange(16.0) + 1) / 16 - 1).expand(1, 3, 16, 16)
+    moved = random_warp(ramp, 0.1, torch.Generator().manual_seed(0)) - ramp
+    # bicubic upsampling of offsets within +-0.1 stays within 1.375^2 x 0.1 (the sum of the
+    # absolute cubic weights, 1.375 per axis, at a half-cell position)
+    assert 0 < moved.abs().max() <= 0.1 * 1.375 ** 2

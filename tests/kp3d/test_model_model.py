@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from kp3d.model import KeypointModel, ModelConfig, predict_dataset, random_patch_mask
+from kp3d.model import KeypointModel, ModelConfig, predict_dataset, random_patch_mask, shuffle_cells
 from kp3d.model.detector import Detector
 from kp3d.model.keypoint_model import default_edge_sigma
 
@@ -71,12 +71,35 @@ def test_patch_mask():
         random_patch_mask(1, 30, grid=16)
 
 
+def test_shuffle_cells_moves_whole_cells():
+    x = torch.randn(3, 3, 12, 12)
+    y = shuffle_cells(x, 3, generator=torch.Generator().manual_seed(0))
+    cells = lambda t: t.reshape(3, 3, 3, 4, 3, 4).permute(0, 2, 4, 1, 3, 5).reshape(3, 9, -1)  # noqa: E731
+    for a, b in zip(cells(x), cells(y)):  # each image keeps its own cells, in another order
+        assert torch.equal(a[torch.argsort(a[:, 0])], b[torch.argsort(b[:, 0])])
+    assert not torch.equal(x, y)
+    assert torch.equal(shuffle_cells(x, 1), x)
+    with pytest.raises(ValueError, match="divisible"):
+        shuffle_cells(x, 5)
+
+
+def test_shuffled_decoder_input():
+    cfg = ModelConfig(num_keypoints=4, image_size=32, detector_widths=(8, 16),
+                      decoder_widths=(8, 16), mode="autolink", decoder_input="shuffle", mask_grid=4)
+    x = torch.randn(2, 3, 32, 32)
+    out = KeypointModel(cfg)(x, torch.Generator().manual_seed(0))
+    seen = out["masked"]
+    assert not torch.equal(seen, x)  # every pixel of the image, in other places
+    assert torch.equal(seen.flatten(1).sort(1).values, x.flatten(1).sort(1).values)
+
+
 @pytest.mark.parametrize("bad, match", [
     (dict(num_keypoints=1), "keypoints"),
     (dict(num_keypoints=4, image_size=30), "divisible"),
     (dict(num_keypoints=4, mode="2d"), "mode"),
     (dict(num_keypoints=4, mask_keep=1.5), "mask_keep"),
     (dict(num_keypoints=4, mask_grid=0), "mask_grid"),
+    (dict(num_keypoints=4, decoder_input="blur"), "decoder_input"),
     (dict(num_keypoints=4, temperature=0.0), "temperature"),
     (dict(num_keypoints=4, edge_weight_init=-0.1), "edge_weight_init"),
 ])
