@@ -144,8 +144,7 @@ def ring_keypoints(scene, turn):
     yaw, pitch, roll = (np.radians(getattr(scene, f"{n}_deg")) for n in ("yaw", "pitch", "roll"))
     R = {"image": np.eye(3), "roll": render.rotation_matrix(roll=roll),
          "pose": render.rotation_matrix(yaw, pitch, roll)}[turn]
-    P = scene.object_centre + RING @ R.T
-    return np.stack([scene.centre[0] + scene.scale * P[:, 0], scene.centre[1] - scene.scale * P[:, 1]], 1)
+    return scene.to_pixels(scene.object_centre + RING @ R.T)
 
 
 def scene_of(ds, i):
@@ -160,14 +159,16 @@ def cmd_ceiling(a):
     yaw and pitch move the face inside that outline, and only keypoints on the face see them."""
     ds = {split: build_dataset(DATA, split, SIZE, length=n) for split, n in (("regress", 500), ("test", 300))}
     scenes = {s: [scene_of(d, i) for i in range(len(d))] for s, d in ds.items()}
-    gt = {s: landmarks(s, len(d)) for s, d in ds.items()}
-    for which, name in RING_POSES.items():
-        kp = {s: to_frame(np.stack([ring_keypoints(sc, which) for sc in scenes[s]])) for s in scenes}
-        m = evaluate_keypoints(kp["regress"], gt["regress"][0], kp["test"], gt["test"][0], eye_indices=(0, 1))
-        print(f"{name:<52} r2 {m['nme_2d'] / m['nme_2d_mean_baseline']:.3f}")
-    m = evaluate_keypoints(to_frame(gt["regress"][0][:, LANDMARKS]), gt["regress"][0],
-                           to_frame(gt["test"][0][:, LANDMARKS]), gt["test"][0], eye_indices=(0, 1))
-    print(f"{'8 true landmarks (on the parts)':<52} r2 {m['nme_2d'] / m['nme_2d_mean_baseline']:.3f}")
+    gt = {s: np.stack([sc.to_pixels(sc.landmarks) for sc in scenes[s]]) for s in scenes}
+
+    def r2(place):  # place(scene) -> (K, 2) pixels
+        kp = {s: to_frame(np.stack([place(sc) for sc in scenes[s]])) for s in scenes}
+        m = evaluate_keypoints(kp["regress"], gt["regress"], kp["test"], gt["test"], eye_indices=(0, 1))
+        return m["nme_2d"] / m["nme_2d_mean_baseline"]
+
+    for turn, name in RING_POSES.items():
+        print(f"{name:<52} r2 {r2(lambda sc: ring_keypoints(sc, turn)):.3f}")
+    print(f"{'8 true landmarks (on the parts)':<52} r2 {r2(lambda sc: sc.to_pixels(sc.landmarks[LANDMARKS])):.3f}")
 
 
 def cmd_heatmaps(a):
@@ -256,7 +257,7 @@ def cmd_oracle(a):
         from kp3d.train.trainer import load_model
 
         detector = load_model(a.source)[0].detector.eval()
-    K = len(LANDMARKS) if detector is None else detector.num_keypoints  # RING has 8 points too
+    K = detector.num_keypoints if detector is not None else len(RING) if ring else len(LANDMARKS)
     renderer = EdgeMapRenderer(K, SIZE, default_edge_sigma(K, SIZE), learnable=False,
                                initial_weight=1.0)
 

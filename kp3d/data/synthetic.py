@@ -47,6 +47,11 @@ class Scene:
     shininess: float = 20.0
     occlusion_tol: float = 0.05  # world units of depth slack for the visibility test
 
+    def to_pixels(self, points):
+        """(N, 2) pixel positions (x right, y down) of (N, 3) world points: the orthographic camera."""
+        cx, cy = self.centre
+        return np.stack([cx + self.scale * points[:, 0], cy - self.scale * points[:, 1]], 1)
+
 
 def make_part(points, faces, colour, spec=0.0) -> Part:
     """A mesh part; colour is (3,) or (V, 3), spec a scalar or (V,) (broadcast when rendered)."""
@@ -84,9 +89,8 @@ def render_scene(scene: Scene, size: int):
         faces.append(p.faces + off)
         off += n
     F = np.concatenate(faces)
-    cx, cy = scene.centre
     s = scene.scale
-    xy = np.stack([cx + s * V[:, 0], cy - s * V[:, 1]], 1)
+    xy = scene.to_pixels(V)
     z = s * V[:, 2]
     x, y = V[:, 0], V[:, 1]
     f0, f1, f2 = F[:, 0], F[:, 1], F[:, 2]
@@ -104,7 +108,7 @@ def render_scene(scene: Scene, size: int):
     img = img.reshape(S, S, 3)
 
     L = scene.landmarks
-    lm2d = np.stack([cx + s * L[:, 0], cy - s * L[:, 1]], 1)
+    lm2d = scene.to_pixels(L)
     lm3d = np.concatenate([lm2d, s * L[:, 2:3]], 1)
     r = np.rint(lm2d).astype(np.int64)
     inside = (r[:, 0] >= 0) & (r[:, 0] < S) & (r[:, 1] >= 0) & (r[:, 1] < S)

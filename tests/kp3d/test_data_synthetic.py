@@ -156,7 +156,7 @@ def test_row_and_box_rasterisers_agree():
     V = np.concatenate([p.verts for p in scene.parts])
     off = np.cumsum([0] + [len(p.verts) for p in scene.parts])
     F = np.concatenate([p.faces + o for p, o in zip(scene.parts, off)])
-    xy = np.stack([scene.centre[0] + scene.scale * V[:, 0], scene.centre[1] - scene.scale * V[:, 1]], 1)
+    xy = scene.to_pixels(V)
     z = scene.scale * V[:, 2]
     a = render._rasterize_boxes(xy, z, F, 96)
     b = render._rasterize_rows(xy, z, F, 96)
