@@ -73,9 +73,11 @@ def build_parser():
                    help="fraction of image patches the decoder sees (default 0.2, AutoLink)")
     t.add_argument("--mask-grid", type=int, default=16,
                    help="the mask's patches per side (default 16, AutoLink; must divide the image size)")
-    t.add_argument("--decoder-input", choices=("mask", "shuffle"), default="mask",
+    t.add_argument("--decoder-input", choices=("mask", "shuffle", "flip", "mirror-warp"), default="mask",
                    help="what the decoder sees of the image: mask (AutoLink: --mask-keep of the "
-                        "patches) or shuffle (every patch, in a random order)")
+                        "patches), shuffle (every patch, in a random order), flip (--mask-keep "
+                        "of the patches of the mirror image) or mirror-warp (the mirror image "
+                        "warped onto the keypoints)")
     t.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default 1e-4)")
     t.add_argument("--weight-decay", type=float, default=1e-3)
     t.add_argument("--edge-lr-mult", type=float, default=1.0,

@@ -269,9 +269,13 @@ def write_report(out, m, pictures, model_config, train_config):
             f"the projection loss moves the detector after step {warm}" if warm else
             "the projection loss trains the detector and the 3D structure")
     grid = model_config.get("mask_grid", 16)
-    seen = (f"the decoder sees all {grid} x {grid} image patches, shuffled"
-            if model_config.get("decoder_input", "mask") == "shuffle" else
-            f"mask keeps {model_config.get('mask_keep', 0.2):.0%} of the image patches")
+    shown = model_config.get("decoder_input", "mask")
+    seen = {"shuffle": f"the decoder sees all {grid} x {grid} image patches, shuffled",
+            "mirror-warp": "the decoder sees the mirror image warped onto the keypoints"}.get(
+        shown, f"mask keeps {model_config.get('mask_keep', 0.2):.0%} of the patches of the "
+               f"{'mirror image' if shown == 'flip' else 'image'}")
+    if model_config.get("keypoint_map_sigma", 0):
+        seen += ", and one Gaussian map per keypoint"
     L.append(f"- {links}; {proj}; {seen}")
     L.append(f"- device `{m['device']}`, {m['threads']} CPU threads, seed {m['seed']}")
     L.append(f"- time: training {m['time_train_s']:.0f} s, evaluation {m['time_eval_s']:.0f} s, "

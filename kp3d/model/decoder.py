@@ -1,9 +1,12 @@
 """The image decoder: AutoLink's patch masking (or shuffled cells) and a UNet that reconstructs
-the image from what it is shown of the image and the edge map."""
+the image from what it is shown of the image, the edge map and, optionally, one map per
+keypoint."""
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from kp3d_kernels.ops.edge_map.naive import pixel_grid
 
 
 def random_patch_mask(batch, size, grid=16, keep_prob=0.2, *, generator=None, device="cpu",
@@ -49,7 +52,8 @@ class UNet(nn.Module):
     """A UNet: conv blocks at widths[0..L-1] with 2x downsampling between them, then back up with
     skip connections; output 3 channels, no activation (AutoLink: 64-128-256-512-512)."""
 
-    def __init__(self, in_channels=4, out_channels=3, widths=(64, 128, 256, 512, 512)):
+    def __init__(self, in_channels=4, out_channels=3, widths=(64, 128, 256, 512, 512),
+                 global_context=False):
         super().__init__()
         widths = tuple(int(w) for w in widths)
         self.enc = nn.ModuleList()
@@ -57,6 +61,10 @@ class UNet(nn.Module):
         for w in widths:
             self.enc.append(_conv_block(c, w))
             c = w
+        # the bottleneck's mean over the image, beside it: what the whole image holds (its
+        # colours when the layout is hidden), which a local receptive field cannot gather
+        self.global_context = global_context
+        c = 2 * c if global_context else c
         self.dec = nn.ModuleList()
         for w in reversed(widths[:-1]):
             self.dec.append(_conv_block(c + w, w))
@@ -71,6 +79,8 @@ class UNet(nn.Module):
             x = block(x)
             skips.append(x)
         skips.pop()
+        if self.global_context:
+            x = torch.cat([x, x.mean((2, 3), keepdim=True).expand_as(x)], dim=1)
         for block in self.dec:
             x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
             x = block(torch.cat([x, skips.pop()], dim=1))
@@ -78,16 +88,28 @@ class UNet(nn.Module):
 
 
 class Decoder(nn.Module):
-    """(masked image (B, 3, S, S), edge map (B, 1, S, S)) -> reconstruction (B, 3, S, S).
+    """(masked image (B, 3, S, S), edge map (B, 1, S, S)[, extra maps (B, C, S, S)]) ->
+    reconstruction (B, 3, S, S).
 
     The input is concat(a * masked_image, edge_map) with a learnable scalar a (initially 1),
-    as in AutoLink."""
+    as in AutoLink; `extra_channels` more input channels (e.g. one map per keypoint) follow."""
 
-    def __init__(self, widths=(64, 128, 256, 512, 512)):
+    def __init__(self, widths=(64, 128, 256, 512, 512), extra_channels=0, global_context=False):
         super().__init__()
         self.image_gain = nn.Parameter(torch.ones(()))
-        self.unet = UNet(4, 3, widths)
+        self.unet = UNet(4 + extra_channels, 3, widths, global_context)
         self.depth = len(widths)
 
-    def forward(self, masked_image, edge_map):
-        return self.unet(torch.cat([self.image_gain * masked_image, edge_map], dim=1))
+    def forward(self, masked_image, edge_map, extra=None):
+        x = [self.image_gain * masked_image, edge_map] + ([] if extra is None else [extra])
+        return self.unet(torch.cat(x, dim=1))
+
+
+def keypoint_maps(keypoints, size, sigma):
+    """(B, K, H, W) Gaussian of width sigma around each keypoint (B, K, 2), (x, y) in [-1, 1]:
+    unlike the edge map, it tells the decoder which keypoint is which (Jakab et al., 2018)."""
+    H, W = (size, size) if isinstance(size, int) else size
+    xs, ys = pixel_grid(H, W, keypoints.dtype, keypoints.device)
+    dx = (xs[None, None, None, :] - keypoints[..., 0, None, None]).square()
+    dy = (ys[None, None, :, None] - keypoints[..., 1, None, None]).square()
+    return torch.exp(-(dx + dy) / (2 * sigma * sigma))

@@ -17,7 +17,8 @@ from torch import nn
 from kp3d_kernels import EdgeMapRenderer
 from kp3d_kernels.modules import AUTOLINK_INITIAL_WEIGHT
 
-from .decoder import Decoder, random_patch_mask, shuffle_cells
+from .decoder import Decoder, keypoint_maps, random_patch_mask, shuffle_cells
+from .mirror_warp import warp_to_keypoints
 from .detector import Detector
 from .structure3d import Canonicalizer, Lifter, ShapeModel, random_rotations
 
@@ -38,6 +39,9 @@ def default_edge_sigma(num_keypoints, image_size, falloff="gaussian"):
     return thick if falloff == "gaussian" else math.sqrt(thick)
 
 
+DECODER_INPUTS = ("mask", "shuffle", "flip", "mirror-warp")
+
+
 @dataclass
 class ModelConfig:
     num_keypoints: int = 16
@@ -55,7 +59,13 @@ class ModelConfig:
     mask_keep: float = 0.2
     # what the decoder sees of the image: "mask" (AutoLink: mask_keep of the mask_grid^2 patches)
     # or "shuffle" (all mask_grid^2 cells, in a random order: the layout must come from the edge map)
+    # or "flip" (mask_keep of the patches of the mirror image: the same head at the mirrored pose,
+    # so where the face sits inside the head must come from the edge map) or "mirror-warp" (the
+    # mirror image warped so that its keypoints land on the image's: kp3d/model/mirror_warp.py)
     decoder_input: str = "mask"
+    warp_sigma: float = 0.15  # mirror-warp: each keypoint's reach, in the [-1, 1] frame
+    keypoint_map_sigma: float = 0.0  # > 0: the decoder also gets one Gaussian map per keypoint
+    decoder_global_context: bool = False  # the decoder's bottleneck also sees its image-wide mean
     num_basis: int = 2
     lifter_hidden: int = 256
     lifter_depth: int = 2
@@ -86,8 +96,13 @@ class ModelConfig:
             raise ValueError(f"mask_grid must be an integer >= 1, got {self.mask_grid!r}")
         if S % self.mask_grid:
             raise ValueError(f"image size {S} must be divisible by the mask grid {self.mask_grid}")
-        if self.decoder_input not in ("mask", "shuffle"):
-            raise ValueError(f"decoder_input must be mask or shuffle, got {self.decoder_input!r}")
+        if self.decoder_input not in DECODER_INPUTS:
+            raise ValueError(f"decoder_input must be one of {', '.join(DECODER_INPUTS)}, "
+                             f"got {self.decoder_input!r}")
+        if not self.keypoint_map_sigma >= 0:
+            raise ValueError(f"keypoint_map_sigma must be >= 0, got {self.keypoint_map_sigma!r}")
+        if not self.warp_sigma > 0:
+            raise ValueError(f"warp_sigma must be > 0, got {self.warp_sigma!r}")
         if not 0.0 <= self.mask_keep <= 1.0:
             raise ValueError(f"mask_keep must be in [0, 1], got {self.mask_keep}")
         if self.num_basis < 0:
@@ -130,7 +145,9 @@ class KeypointModel(nn.Module):
                                         learnable=config.learn_edge_weights,
                                         backend=config.backend, lr_scale=config.edge_lr_scale,
                                         initial_weight=config.edge_weight_init)
-        self.decoder = Decoder(config.decoder_widths)
+        self.decoder = Decoder(config.decoder_widths,
+                               config.num_keypoints if config.keypoint_map_sigma else 0,
+                               config.decoder_global_context)
         self.has_3d = config.mode == "3d"
         if self.has_3d:
             self.shape = ShapeModel(K, config.num_basis)
@@ -164,17 +181,25 @@ class KeypointModel(nn.Module):
         """Training forward. images (B, 3, S, S) in [-1, 1]; generator: CPU torch.Generator for
         the patch mask and the canonicalisation rotations (reproducible, resumable runs)."""
         B = images.shape[0]
-        det = self.detector(images)
-        kp = det["keypoints"]
+        mirror_warp = self.config.decoder_input == "mirror-warp"
+        det = self.detector(torch.cat((images, images.flip(-1))) if mirror_warp else images)
+        kp, heatmaps = det["keypoints"][:B], det["heatmaps"][:B]
         edge = self.renderer(kp).to(images.dtype)
-        if self.config.decoder_input == "shuffle":
+        if mirror_warp:
+            masked = warp_to_keypoints(images.flip(-1), kp, det["keypoints"][B:],
+                                       self.config.warp_sigma)
+        elif self.config.decoder_input == "shuffle":
             masked = shuffle_cells(images, self.config.mask_grid, generator=generator)
         else:
-            masked = images * random_patch_mask(B, images.shape[-2:], self.config.mask_grid,
+            shown = images.flip(-1) if self.config.decoder_input == "flip" else images
+            masked = shown * random_patch_mask(B, images.shape[-2:], self.config.mask_grid,
                                                 self.config.mask_keep, generator=generator,
                                                 device=images.device, dtype=images.dtype)
-        out = {"keypoints": kp, "heatmaps": det["heatmaps"], "edge_map": edge,
-               "masked": masked, "reconstruction": self.decoder(masked, edge)}
+        out = {"keypoints": kp, "heatmaps": heatmaps, "edge_map": edge,
+               "masked": masked}
+        maps = (keypoint_maps(kp, images.shape[-2:], self.config.keypoint_map_sigma).to(images.dtype)
+                if self.config.keypoint_map_sigma else None)
+        out["reconstruction"] = self.decoder(masked, edge, maps)
         if self.has_3d:
             out.update(self.lift(kp))
             if self.canonicalizer is not None:

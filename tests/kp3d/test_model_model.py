@@ -1,9 +1,12 @@
 """The whole model: shapes, masking, modes, configuration checks, dataset prediction."""
 
+import math
+
 import pytest
 import torch
 
 from kp3d.model import KeypointModel, ModelConfig, predict_dataset, random_patch_mask, shuffle_cells
+from kp3d.model.decoder import UNet, keypoint_maps
 from kp3d.model.detector import Detector
 from kp3d.model.keypoint_model import default_edge_sigma
 
@@ -93,6 +96,47 @@ def test_shuffled_decoder_input():
     assert torch.equal(seen.flatten(1).sort(1).values, x.flatten(1).sort(1).values)
 
 
+def test_flipped_decoder_input():
+    cfg = ModelConfig(num_keypoints=4, image_size=32, detector_widths=(8, 16),
+                      decoder_widths=(8, 16), mode="autolink", decoder_input="flip", mask_grid=4,
+                      mask_keep=0.5)
+    x = torch.randn(2, 3, 32, 32)
+    seen = KeypointModel(cfg)(x, torch.Generator().manual_seed(0))["masked"]
+    kept = seen != 0
+    assert 0 < kept.float().mean() < 1  # masked, like the AutoLink input
+    assert torch.equal(seen[kept], x.flip(-1)[kept])  # what is shown is the mirror image
+    assert not torch.equal(seen[kept], x[kept])
+
+
+def test_keypoint_maps():
+    kp = torch.tensor([[[-1.0, 1.0], [0.5, -0.5]]], dtype=torch.float64)  # (x, y)
+    maps = keypoint_maps(kp, (5, 9), 0.3)
+    assert maps.shape == (1, 2, 5, 9)
+    assert maps[0, 0, 4, 0] == 1 and maps[0, 1, 1, 6] == 1  # row from y, column from x
+    d2 = (0.25 - 0.5) ** 2 + (0.0 + 0.5) ** 2  # pixel (row 2, column 5) to the second keypoint
+    assert torch.isclose(maps[0, 1, 2, 5], torch.tensor(math.exp(-d2 / (2 * 0.3 ** 2)), dtype=torch.float64))
+
+
+def test_decoder_gets_one_map_per_keypoint():
+    cfg = ModelConfig(num_keypoints=5, image_size=32, detector_widths=(8, 16),
+                      decoder_widths=(8, 16), mode="autolink", keypoint_map_sigma=0.1)
+    model = KeypointModel(cfg)
+    assert model.decoder.unet.enc[0][0].in_channels == 4 + 5
+    assert model(torch.randn(2, 3, 32, 32))["reconstruction"].shape == (2, 3, 32, 32)
+
+
+@pytest.mark.parametrize("global_context", [False, True])
+def test_unet_global_context_reaches_across_the_image(global_context):
+    torch.manual_seed(0)
+    net = UNet(3, 3, (4, 8), global_context=global_context).eval()
+    x = torch.randn(1, 3, 32, 32)
+    y = x.clone()
+    y[..., :4, :4] += 1  # one corner changed: a two-level UNet's receptive field is ~ 14 pixels
+    with torch.no_grad():
+        far = (net(x) - net(y))[..., -8:, -8:].abs().max()
+    assert (far > 0) == global_context
+
+
 @pytest.mark.parametrize("bad, match", [
     (dict(num_keypoints=1), "keypoints"),
     (dict(num_keypoints=4, image_size=30), "divisible"),
@@ -101,6 +145,7 @@ def test_shuffled_decoder_input():
     (dict(num_keypoints=4, mask_grid=0), "mask_grid"),
     (dict(num_keypoints=4, decoder_input="blur"), "decoder_input"),
     (dict(num_keypoints=4, temperature=0.0), "temperature"),
+    (dict(num_keypoints=4, keypoint_map_sigma=-0.1), "keypoint_map_sigma"),
     (dict(num_keypoints=4, edge_weight_init=-0.1), "edge_weight_init"),
 ])
 def test_config_validation(bad, match):
