@@ -8,6 +8,7 @@ the projection loss on the detector, and other levers").
     python scripts/demo_diagnostics.py edge-use RUN_DIR  # how much the decoder relies on the edge map
     python scripts/demo_diagnostics.py oracle landmarks  # does the loss reward keypoints on parts?
     python scripts/demo_diagnostics.py ceiling           # the best r2 of keypoints that see part of the pose
+    python scripts/demo_diagnostics.py mirror            # the mirror image warped by true keypoints
 
 The figures of noise, gt and refit are r2 = 2D NME / mean-landmark baseline and r3 = 3D NME /
 flat-lift baseline on 300 test faces, the regressor fit on 500 (SPEC section 8). One thread; a
@@ -136,7 +137,7 @@ RING_POSES = {"image": "centre and size (a rigid pattern in the image)",
               "pose": "the full pose (points fixed on the head in 3D)"}
 
 
-def ring_keypoints(scene, turn):
+def ring_keypoints(scene, turn, ring=RING):
     """(8, 2) pixels: RING around the posed head centre of a synthetic face scene, turned by
     none of the head's pose (`image`), its roll only (`roll`) or all of it (`pose`)."""
     from kp3d.data import render
@@ -144,7 +145,7 @@ def ring_keypoints(scene, turn):
     yaw, pitch, roll = (np.radians(getattr(scene, f"{n}_deg")) for n in ("yaw", "pitch", "roll"))
     R = {"image": np.eye(3), "roll": render.rotation_matrix(roll=roll),
          "pose": render.rotation_matrix(yaw, pitch, roll)}[turn]
-    return scene.to_pixels(scene.object_centre + RING @ R.T)
+    return scene.to_pixels(scene.object_centre + ring @ R.T)
 
 
 def scene_of(ds, i):
@@ -169,6 +170,51 @@ def cmd_ceiling(a):
     for turn, name in RING_POSES.items():
         print(f"{name:<52} r2 {r2(lambda sc: ring_keypoints(sc, turn)):.3f}")
     print(f"{'8 true landmarks (on the parts)':<52} r2 {r2(lambda sc: sc.to_pixels(sc.landmarks[LANDMARKS])):.3f}")
+
+
+# LANDMARKS with left and right swapped: the same parts of the mirror image
+LANDMARKS_MIRRORED = [1, 0, 2, 4, 3, 18, 22, 21]
+
+
+def cmd_mirror(a):
+    """How well the mirror image, warped so that its keypoints land on the image's
+    (`decoder_input = "mirror-warp"`), reconstructs 64 test faces (the demo's loss), for keypoint
+    pairs placed from the true pose: the rigid ring of `ceiling` moved to the mirrored head
+    (the whole head shifted), the ring turned with the head, and the 8 true landmarks, each
+    paired with the same part of the mirrored face. A loss that rewards keypoints on the parts
+    scores the last two best."""
+    from kp3d.model.mirror_warp import warp_to_keypoints
+    from kp3d.model.perceptual import build_reconstruction_loss
+
+    ds = build_dataset(DATA, "test", SIZE, length=64)
+    images = torch.stack([ds[i]["image"] for i in range(len(ds))])
+    scenes = [scene_of(ds, i) for i in range(len(ds))]
+    mirror = images.flip(-1)
+    flip_px = lambda px: np.stack([SIZE - 1 - px[:, 0], px[:, 1]], 1)  # noqa: E731
+
+    def pairs(scene, source):  # (image keypoints, the same parts in the mirror image), pixels
+        if source == "landmarks":
+            px = scene.to_pixels(scene.landmarks)
+            return px[LANDMARKS], flip_px(px[LANDMARKS_MIRRORED])
+        ring = ring_keypoints(scene, source)
+        if source == "image":  # a rigid pattern: the same offsets around the mirrored centre
+            c = scene.to_pixels(scene.object_centre[None])[0]
+            return ring, ring - c + flip_px(c[None])[0]
+        # the mirror shows the head at the mirrored pose: the ring's mirrored points, mirrored
+        return ring, flip_px(ring_keypoints(scene, "pose", RING * [-1, 1, 1]))
+
+    loss = build_reconstruction_loss(DEMO.reconstruction)
+    with torch.no_grad():
+        print(f"{'the mirror image as it is':<44} loss {loss(mirror, images).item():.4f}")
+        for source, name in (("image", "ring moved to the mirrored head (rigid)"),
+                             ("pose", "ring turned with the head"),
+                             ("landmarks", "8 true landmarks")):
+            kp = [pairs(sc, source) for sc in scenes]
+            t, m = (torch.tensor(to_frame(np.stack([k[j] for k in kp])), dtype=torch.float32)
+                    for j in (0, 1))
+            scores = [loss(warp_to_keypoints(mirror, t, m, sigma), images).item() for sigma in a.sigmas]
+            row = "  ".join(f"sigma {sigma:g}: {v:.4f}" for sigma, v in zip(a.sigmas, scores))
+            print(f"{name:<44} {row}")
 
 
 def cmd_heatmaps(a):
@@ -200,6 +246,10 @@ def cmd_edge_use(a):
     from kp3d.train.trainer import load_model
 
     model, state = load_model(a.run)
+    if model.config.decoder_input != "mask" or model.config.keypoint_map_sigma:
+        raise SystemExit("edge-use: for models whose decoder sees masked patches and the edge map "
+                         f"only; this one sees {model.config.decoder_input!r} input"
+                         + (" and keypoint maps" if model.config.keypoint_map_sigma else ""))
     model.eval()
     cfg = state["train_config"]
     loss_name = cfg.get("reconstruction", "auto")
@@ -243,7 +293,7 @@ def cmd_oracle(a):
     worth a fresh decoder's learning to read it within the steps run (`landmarks`: keypoints on
     the parts; `ring-pose` against `ring-roll`: keypoints that see how the head turns); a
     decoder trained beside a detector may still come to read what the detector draws."""
-    from kp3d.model.decoder import Decoder, random_patch_mask, shuffle_cells
+    from kp3d.model.decoder import Decoder, keypoint_maps, random_patch_mask, shuffle_cells
     from kp3d.model.keypoint_model import default_edge_sigma
     from kp3d.model.perceptual import build_reconstruction_loss
     from kp3d_kernels import EdgeMapRenderer
@@ -262,9 +312,10 @@ def cmd_oracle(a):
                                initial_weight=1.0)
 
     @torch.no_grad()
-    def edge_map(images, lm_px, ds, index):
+    def edge_map(images, lm_px, ds, index):  # (edge map, keypoint maps or None)
         if a.source == "empty":
-            return torch.zeros(len(images), 1, SIZE, SIZE)
+            return (torch.zeros(len(images), 1, SIZE, SIZE),
+                    torch.zeros(len(images), K, SIZE, SIZE) if a.keypoint_maps else None)
         if detector is not None:
             kp = detector(images)["keypoints"].float()
         elif ring is not None:
@@ -272,9 +323,9 @@ def cmd_oracle(a):
                                        dtype=torch.float32))
         else:
             kp = to_frame(lm_px[:, LANDMARKS])
-        return renderer(kp)
+        return renderer(kp), keypoint_maps(kp, SIZE, a.keypoint_maps) if a.keypoint_maps else None
 
-    decoder = Decoder(a.decoder_widths)
+    decoder = Decoder(a.decoder_widths, K if a.keypoint_maps else 0)
     loss_fn = build_reconstruction_loss(a.loss)
     opt = torch.optim.AdamW(decoder.parameters(), lr=a.lr, weight_decay=1e-3)
     train_set = build_dataset(DATA, "train", SIZE, length=a.steps * 16)
@@ -296,19 +347,20 @@ def cmd_oracle(a):
     g = torch.Generator().manual_seed(a.seed + 1)
     for step, batch in enumerate(train, 1):
         x = batch["image"]
-        edge = edge_map(x, batch["landmarks_2d"], train_set, batch["index"].tolist())
-        loss = loss_fn(decoder(hide(x, g), edge), x)
+        edge, maps = edge_map(x, batch["landmarks_2d"], train_set, batch["index"].tolist())
+        loss = loss_fn(decoder(hide(x, g), edge, maps), x)
         opt.zero_grad()
         loss.backward()
         opt.step()
         if step % a.every == 0 or step == a.steps:
             decoder.eval()
             with torch.no_grad():
-                test_loss = float(loss_fn(decoder(test_seen, test_edge), test_x))
+                test_loss = float(loss_fn(decoder(test_seen, *test_edge), test_x))
             decoder.train()
             seen = (f"warped by up to {a.warp:g}" if a.warp else
                     f"{a.shuffle}^2 cells shuffled" if a.shuffle else
                     f"mask keeps {a.mask_keep:g} of {grid}^2 patches")
+            seen += f", keypoint maps of width {a.keypoint_maps:g}" if a.keypoint_maps else ""
             print(f"{a.source}, {seen}: step {step} test loss {test_loss:.4f}",
                   flush=True)
 
@@ -319,6 +371,7 @@ def main():
     n = sub.add_parser("noise")
     n.add_argument("--sigmas", type=float, nargs="+", default=[1, 3, 6, 12])
     sub.add_parser("ceiling")
+    sub.add_parser("mirror").add_argument("--sigmas", type=float, nargs="+", default=[0.1, 0.15, 0.3])
     sub.add_parser("heatmaps").add_argument("run", help="checkpoint file or run folder")
     sub.add_parser("edge-use").add_argument("run", help="checkpoint file or run folder")
     o = sub.add_parser("oracle")
@@ -336,6 +389,9 @@ def main():
     seen.add_argument("--shuffle", type=int, default=0,
                       help="show the decoder the whole image cut into this many cells per side, "
                            "shuffled, instead of masked patches")
+    o.add_argument("--keypoint-maps", type=float, default=0.0, metavar="SIGMA",
+                   help="also give the decoder one Gaussian map of this width per keypoint "
+                        "(ModelConfig.keypoint_map_sigma; `empty`: zeros)")
     o.add_argument("--loss", default=DEMO.reconstruction)
     o.add_argument("--lr", type=float, default=DEMO.lr)
     o.add_argument("--decoder-widths", type=int, nargs="+", default=list(DEMO.decoder_widths))
@@ -349,7 +405,8 @@ def main():
     a = p.parse_args()
     torch.set_num_threads(1)
     {"noise": cmd_noise, "gt": cmd_gt, "refit": cmd_refit, "heatmaps": cmd_heatmaps,
-     "edge-use": cmd_edge_use, "oracle": cmd_oracle, "ceiling": cmd_ceiling}[a.cmd](a)
+     "edge-use": cmd_edge_use, "oracle": cmd_oracle, "ceiling": cmd_ceiling,
+     "mirror": cmd_mirror}[a.cmd](a)
 
 
 if __name__ == "__main__":

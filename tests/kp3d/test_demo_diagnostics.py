@@ -24,7 +24,9 @@ def load_script():
 
 @pytest.mark.parametrize("source,seen", [
     ("landmarks", []), ("empty", []), ("landmarks", ["--mask-grid", "4", "--mask-keep", "0.25"]),
-    ("landmarks", ["--warp", "0.2"]), ("empty", ["--shuffle", "4"])])
+    ("landmarks", ["--warp", "0.2"]), ("empty", ["--shuffle", "4"]),
+    ("landmarks", ["--shuffle", "4", "--keypoint-maps", "0.1"]),
+    ("empty", ["--shuffle", "4", "--keypoint-maps", "0.1"])])
 def test_oracle_runs(source, seen):
     res = subprocess.run([sys.executable, str(SCRIPT), "oracle", source, "--steps", "2",
                           "--every", "1", "--decoder-widths", "4", "8", *seen],
@@ -55,3 +57,15 @@ def test_random_warp_moves_pixels_a_bounded_amount():
     # bicubic upsampling of offsets within +-0.1 stays within 1.375^2 x 0.1 (the sum of the
     # absolute cubic weights, 1.375 per axis, at a half-cell position)
     assert 0 < moved.abs().max() <= 0.1 * 1.375 ** 2
+
+
+def test_mirror_rows():
+    res = subprocess.run([sys.executable, str(SCRIPT), "mirror", "--sigmas", "0.15"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    as_is = float(re.search(r"as it is\s+loss ([0-9.]+)", res.stdout).group(1))
+    warped = [float(v) for v in re.findall(r"sigma 0.15: ([0-9.]+)", res.stdout)]
+    assert len(warped) == 3 and all(math.isfinite(v) for v in warped), res.stdout
+    # moving the mirrored head onto the head must beat the mirror image as it is (a sign error
+    # in the warp would move it the other way)
+    assert warped[0] < as_is, res.stdout
