@@ -62,7 +62,7 @@ class UNet(nn.Module):
             self.enc.append(_conv_block(c, w))
             c = w
         # the bottleneck's mean over the image, beside it: what the whole image holds (its
-        # colours when the layout is hidden), which a local receptive field cannot gather
+        # colours when the layout is hidden), which convolutions gather only at their coarsest
         self.global_context = global_context
         c = 2 * c if global_context else c
         self.dec = nn.ModuleList()
