@@ -1,3 +1,6 @@
+"""The mirror image warped onto the keypoints (kp3d/model/mirror_warp.py) and the model's
+"mirror-warp" decoder input."""
+
 import pytest
 import torch
 
@@ -25,7 +28,8 @@ def test_each_pixel_follows_its_nearest_keypoint():
     kp_s = kp_t + torch.tensor([[[0.1, 0.0], [0.0, -0.2]]])
     flow = keypoint_flow(kp_t, kp_s, (9, 9), 0.05)
     grid = keypoint_flow(kp_t, kp_t, (9, 9), 0.05)[0]  # no displacement: the pixel centres
-    assert torch.allclose(grid[4, 2], torch.tensor([-0.5, 0.0])) and torch.allclose(grid[0, 8], torch.tensor([1.0, -1.0]))
+    assert torch.allclose(grid[4, 2], torch.tensor([-0.5, 0.0]))
+    assert torch.allclose(grid[0, 8], torch.tensor([1.0, -1.0]))
     assert torch.allclose(flow[0, 4, 2] - grid[4, 2], torch.tensor([0.1, 0.0]), atol=1e-6)
     assert torch.allclose(flow[0, 4, 6] - grid[4, 6], torch.tensor([0.0, -0.2]), atol=1e-6)
     assert torch.allclose(flow[0, 4, 4] - grid[4, 4], torch.tensor([0.05, -0.1]), atol=1e-6)
