@@ -181,25 +181,23 @@ class KeypointModel(nn.Module):
         """Training forward. images (B, 3, S, S) in [-1, 1]; generator: CPU torch.Generator for
         the patch mask and the canonicalisation rotations (reproducible, resumable runs)."""
         B = images.shape[0]
-        mirror_warp = self.config.decoder_input == "mirror-warp"
-        det = self.detector(torch.cat((images, images.flip(-1))) if mirror_warp else images)
+        shown = self.config.decoder_input
+        mirror = images.flip(-1) if shown in ("flip", "mirror-warp") else None
+        det = self.detector(torch.cat((images, mirror)) if shown == "mirror-warp" else images)
         kp, heatmaps = det["keypoints"][:B], det["heatmaps"][:B]
         edge = self.renderer(kp).to(images.dtype)
-        if mirror_warp:
-            masked = warp_to_keypoints(images.flip(-1), kp, det["keypoints"][B:],
-                                       self.config.warp_sigma)
-        elif self.config.decoder_input == "shuffle":
+        if shown == "mirror-warp":
+            masked = warp_to_keypoints(mirror, kp, det["keypoints"][B:], self.config.warp_sigma)
+        elif shown == "shuffle":
             masked = shuffle_cells(images, self.config.mask_grid, generator=generator)
         else:
-            shown = images.flip(-1) if self.config.decoder_input == "flip" else images
-            masked = shown * random_patch_mask(B, images.shape[-2:], self.config.mask_grid,
-                                                self.config.mask_keep, generator=generator,
-                                                device=images.device, dtype=images.dtype)
-        out = {"keypoints": kp, "heatmaps": heatmaps, "edge_map": edge,
-               "masked": masked}
+            masked = (images if mirror is None else mirror) * random_patch_mask(
+                B, images.shape[-2:], self.config.mask_grid, self.config.mask_keep,
+                generator=generator, device=images.device, dtype=images.dtype)
         maps = (keypoint_maps(kp, images.shape[-2:], self.config.keypoint_map_sigma).to(images.dtype)
                 if self.config.keypoint_map_sigma else None)
-        out["reconstruction"] = self.decoder(masked, edge, maps)
+        out = {"keypoints": kp, "heatmaps": heatmaps, "edge_map": edge, "masked": masked,
+               "reconstruction": self.decoder(masked, edge, maps)}
         if self.has_3d:
             out.update(self.lift(kp))
             if self.canonicalizer is not None:
