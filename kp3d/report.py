@@ -276,6 +276,10 @@ def write_report(out, m, pictures, model_config, train_config):
                f"{'mirror image' if shown == 'flip' else 'image'}")
     if model_config.get("keypoint_map_sigma", 0):
         seen += ", and one Gaussian map per keypoint"
+        if model_config.get("keypoint_appearance", False):
+            seen += " coloured by the image under its heatmap"
+    if model_config.get("equivariance_shift", 0):
+        seen += "; the keypoints must follow turned, scaled and shifted copies of the image"
     L.append(f"- {links}; {proj}; {seen}")
     L.append(f"- device `{m['device']}`, {m['threads']} CPU threads, seed {m['seed']}")
     L.append(f"- time: training {m['time_train_s']:.0f} s, evaluation {m['time_eval_s']:.0f} s, "

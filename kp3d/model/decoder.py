@@ -113,3 +113,13 @@ def keypoint_maps(keypoints, size, sigma):
     dx = (xs[None, None, None, :] - keypoints[..., 0, None, None]).square()
     dy = (ys[None, None, :, None] - keypoints[..., 1, None, None]).square()
     return torch.exp(-(dx + dy) / (2 * sigma * sigma))
+
+
+def part_colours(heatmaps, images, temperature=1.0):
+    """(B, K, C) mean colour of the image under each keypoint's softmax heatmap (B, K, h, w):
+    what each keypoint's part looks like, so that a decoder given these at the keypoints must
+    get its layout from where the keypoints are (Lorenz et al., CVPR 2019)."""
+    B, K, h, w = heatmaps.shape
+    probs = torch.softmax(heatmaps.float().flatten(2) / temperature, dim=-1)  # (B, K, h*w)
+    small = F.adaptive_avg_pool2d(images.float(), (h, w)).flatten(2)  # (B, C, h*w)
+    return probs @ small.transpose(1, 2)

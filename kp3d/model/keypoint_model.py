@@ -17,9 +17,10 @@ from torch import nn
 from kp3d_kernels import EdgeMapRenderer
 from kp3d_kernels.modules import AUTOLINK_INITIAL_WEIGHT
 
-from .decoder import Decoder, keypoint_maps, random_patch_mask, shuffle_cells
-from .mirror_warp import warp_to_keypoints
+from .decoder import Decoder, keypoint_maps, part_colours, random_patch_mask, shuffle_cells
 from .detector import Detector
+from .equivariance import equivariance_loss
+from .mirror_warp import warp_to_keypoints
 from .structure3d import Canonicalizer, Lifter, ShapeModel, random_rotations
 
 MODES = ("3d", "autolink")
@@ -66,6 +67,12 @@ class ModelConfig:
     warp_sigma: float = 0.15  # mirror-warp: each keypoint's reach, in the [-1, 1] frame
     keypoint_map_sigma: float = 0.0  # > 0: the decoder also gets one Gaussian map per keypoint
     decoder_global_context: bool = False  # the decoder's bottleneck also sees its image-wide mean
+    # with keypoint maps: each map also carries the mean colour under its keypoint's heatmap, so
+    # that a decoder shown no image (mask_keep 0) must paint each part where its keypoint is
+    keypoint_appearance: bool = False
+    # > 0: the keypoints of a copy of the image turned by up to 15 degrees, scaled by 1 +- 0.1 and
+    # shifted by up to this much ([-1, 1] frame) must follow it (kp3d/model/equivariance.py)
+    equivariance_shift: float = 0.0
     num_basis: int = 2
     lifter_hidden: int = 256
     lifter_depth: int = 2
@@ -101,6 +108,10 @@ class ModelConfig:
                              f"got {self.decoder_input!r}")
         if not self.keypoint_map_sigma >= 0:
             raise ValueError(f"keypoint_map_sigma must be >= 0, got {self.keypoint_map_sigma!r}")
+        if self.keypoint_appearance and not self.keypoint_map_sigma > 0:
+            raise ValueError("keypoint_appearance needs keypoint_map_sigma > 0 (the maps it colours)")
+        if not self.equivariance_shift >= 0:
+            raise ValueError(f"equivariance_shift must be >= 0, got {self.equivariance_shift!r}")
         if not self.warp_sigma > 0:
             raise ValueError(f"warp_sigma must be > 0, got {self.warp_sigma!r}")
         if not 0.0 <= self.mask_keep <= 1.0:
@@ -145,9 +156,10 @@ class KeypointModel(nn.Module):
                                         learnable=config.learn_edge_weights,
                                         backend=config.backend, lr_scale=config.edge_lr_scale,
                                         initial_weight=config.edge_weight_init)
-        self.decoder = Decoder(config.decoder_widths,
-                               config.num_keypoints if config.keypoint_map_sigma else 0,
-                               config.decoder_global_context)
+        # one map per keypoint, and with keypoint_appearance its colour times the map (3 more)
+        maps = (config.num_keypoints if config.keypoint_map_sigma else 0) * (
+            4 if config.keypoint_appearance else 1)
+        self.decoder = Decoder(config.decoder_widths, maps, config.decoder_global_context)
         self.has_3d = config.mode == "3d"
         if self.has_3d:
             self.shape = ShapeModel(K, config.num_basis)
@@ -196,8 +208,14 @@ class KeypointModel(nn.Module):
                 generator=generator, device=images.device, dtype=images.dtype)
         maps = (keypoint_maps(kp, images.shape[-2:], self.config.keypoint_map_sigma).to(images.dtype)
                 if self.config.keypoint_map_sigma else None)
+        if self.config.keypoint_appearance:
+            colours = part_colours(heatmaps, images, self.config.temperature).to(images.dtype)
+            maps = torch.cat([maps, (maps[:, :, None] * colours[..., None, None]).flatten(1, 2)], 1)
         out = {"keypoints": kp, "heatmaps": heatmaps, "edge_map": edge, "masked": masked,
                "reconstruction": self.decoder(masked, edge, maps)}
+        if self.config.equivariance_shift > 0:
+            out["equivariance"] = equivariance_loss(self.detector, images, kp,
+                                                    self.config.equivariance_shift, generator=generator)
         if self.has_3d:
             out.update(self.lift(kp))
             if self.canonicalizer is not None:

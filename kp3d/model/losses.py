@@ -1,4 +1,5 @@
-"""Training losses: projection, repulsion, canonicalisation, and their weighted sum."""
+"""Training losses: projection, repulsion, canonicalisation, and their weighted sum (with the
+reconstruction and, where the model computes it, the equivariance term)."""
 
 from dataclasses import dataclass
 
@@ -44,6 +45,7 @@ class LossWeights:
     projection: float = 1.0
     repulsion: float = 0.05
     canonicalization: float = 1.0
+    equivariance: float = 1.0
     projection_kind: str = "huber"
     projection_delta: float = 0.02
     repulsion_bandwidth: float = 0.1
@@ -68,6 +70,8 @@ def total_loss(out, target, reconstruction_fn, weights: LossWeights, *, backend=
         if weights.canonicalization > 0 and "canonical_recovered" in out:
             terms["canonicalization"] = canonicalization_loss(out["canonical"],
                                                               out["canonical_recovered"])
+    if "equivariance" in out and weights.equivariance > 0:  # computed by the model (its detector)
+        terms["equivariance"] = out["equivariance"]
     total = sum(getattr(weights, name) * value for name, value in terms.items())
     return total, {name: float(value.detach()) for name, value in terms.items()}
 
