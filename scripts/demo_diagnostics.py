@@ -5,6 +5,7 @@ the projection loss on the detector, and other levers").
     python scripts/demo_diagnostics.py gt --lr 1e-3      # lifter trained on true 2D landmarks
     python scripts/demo_diagnostics.py refit RUN_DIR     # lifter refit on a detector's keypoints
     python scripts/demo_diagnostics.py heatmaps RUN_DIR  # how spread out the detector's heatmaps are
+    python scripts/demo_diagnostics.py follow RUN_DIR    # do the keypoints follow a shifted image?
     python scripts/demo_diagnostics.py edge-use RUN_DIR  # how much the decoder relies on the edge map
     python scripts/demo_diagnostics.py oracle landmarks  # does the loss reward keypoints on parts?
     python scripts/demo_diagnostics.py ceiling           # the best r2 of keypoints that see part of the pose
@@ -236,6 +237,31 @@ def cmd_heatmaps(a):
     print("  spatial std ([-1, 1]): ", " ".join(f"{v:.2f}" for v in spread))
 
 
+def follow_fraction(detector, images, pixels=8):
+    """(K,) how far each keypoint moves when the image content moves `pixels` to the right
+    (border pixels repeated), as a fraction of the move, averaged over the images: 1 = it
+    follows the image; less = it clings to the image frame."""
+    from kp3d.model.equivariance import warp_similarity
+
+    move = pixels * 2 / (images.shape[-1] - 1)  # in the [-1, 1] frame
+    A = torch.eye(2, dtype=images.dtype).expand(len(images), 2, 2)
+    t = torch.tensor([-move, 0.0], dtype=images.dtype).expand(len(images), 2)  # pixel p shows p + t
+    with torch.no_grad():
+        before = detector(images)["keypoints"].double()
+        after = detector(warp_similarity(images, A, t))["keypoints"].double()
+    return ((after - before)[..., 0] / move).mean(0)
+
+
+def cmd_follow(a):
+    from kp3d.train.trainer import load_model
+
+    model, _ = load_model(a.run)
+    model.eval()
+    followed = follow_fraction(model.detector, load_test_images(model.config.image_size, 64))
+    print("fraction of an 8-pixel move of the image each keypoint follows (64 test faces):")
+    print("  " + " ".join(f"{v:.2f}" for v in followed) + f"   mean {followed.mean():.2f}")
+
+
 def cmd_edge_use(a):
     """The reconstruction loss of a trained model on test faces with its own edge map, with an
     empty one, with another image's, and with the batch-mean keypoints' (one fixed patch mask):
@@ -373,6 +399,7 @@ def main():
     sub.add_parser("ceiling")
     sub.add_parser("mirror").add_argument("--sigmas", type=float, nargs="+", default=[0.1, 0.15, 0.3])
     sub.add_parser("heatmaps").add_argument("run", help="checkpoint file or run folder")
+    sub.add_parser("follow").add_argument("run", help="checkpoint file or run folder")
     sub.add_parser("edge-use").add_argument("run", help="checkpoint file or run folder")
     o = sub.add_parser("oracle")
     o.add_argument("source", help="landmarks, empty, ring-image, ring-roll, ring-pose (the "
@@ -406,7 +433,7 @@ def main():
     torch.set_num_threads(1)
     {"noise": cmd_noise, "gt": cmd_gt, "refit": cmd_refit, "heatmaps": cmd_heatmaps,
      "edge-use": cmd_edge_use, "oracle": cmd_oracle, "ceiling": cmd_ceiling,
-     "mirror": cmd_mirror}[a.cmd](a)
+     "mirror": cmd_mirror, "follow": cmd_follow}[a.cmd](a)
 
 
 if __name__ == "__main__":

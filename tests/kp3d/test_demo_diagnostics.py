@@ -69,3 +69,21 @@ def test_mirror_rows():
     # moving the mirrored head onto the head must beat the mirror image as it is (a sign error
     # in the warp would move it the other way)
     assert warped[0] < as_is, res.stdout
+
+
+def test_follow_fraction_tells_following_keypoints_from_fixed_ones():
+    follow_fraction = load_script().follow_fraction
+    xs = torch.linspace(-1, 1, 33, dtype=torch.float64)
+    centres = torch.tensor([[-0.3, 0.1], [0.2, -0.2]], dtype=torch.float64)
+    d2 = (xs[None, None, :] - centres[:, 0, None, None]) ** 2 + (xs[None, :, None] - centres[:, 1, None, None]) ** 2
+    images = torch.exp(-d2 / 0.01)[:, None].expand(-1, 3, -1, -1)
+
+    def centroid(x):
+        w = x[:, 0] / x[:, 0].sum((-1, -2), keepdim=True)
+        return {"keypoints": torch.stack([(w * xs).sum((-1, -2)), (w * xs[:, None]).sum((-1, -2))], -1)[:, None]}
+
+    def fixed(x):
+        return {"keypoints": torch.zeros(len(x), 1, 2, dtype=x.dtype)}
+
+    assert follow_fraction(centroid, images).item() == pytest.approx(1.0, abs=0.02)
+    assert follow_fraction(fixed, images).item() == 0.0
