@@ -11,7 +11,9 @@ between evaluations), "eval" ([regress images, test images], default [500, 300])
 "edge_graph" (fixed edge weights other than all ones: "uniform" = drawn from U(0.05, 1),
 "ring" = 1 on (k, k+1 mod K) and 1e-4 elsewhere, "sparseP" = 1 on a random fraction P of the
 pairs and 1e-4 elsewhere; drawn with a fixed seed) and "background" ("flat": every synthetic
-image, training and test, on a flat mid-grey background instead of the clutter). Each
+image, training and test, on a flat mid-grey background instead of the clutter) and "pairs"
+(true: every training image comes with a second view of the same scene, the head at another
+pose, and the decoder is shown that view: "model" gets decoder_input "pair"). Each
 evaluation appends one JSON line to OUT_DIR/results.jsonl and prints it: r2 = 2D NME / mean-landmark baseline, r3 = 3D NME /
 flat-lift baseline, and the lifted keypoints' yaw spread and correlation with the true yaw.
 A run killed between evaluations resumes from its last checkpoint; a rerun with more steps
@@ -30,6 +32,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from kp3d import report  # noqa: E402
+from kp3d.data.synthetic import SyntheticDataset  # noqa: E402
 from kp3d.model import ModelConfig  # noqa: E402
 from kp3d.model import keypoint_model  # noqa: E402
 from kp3d.train.checkpoint import list_checkpoints  # noqa: E402
@@ -99,6 +102,14 @@ def main():
         if over["background"] != "flat":
             raise ValueError(f"background must be clutter or flat, got {over['background']!r}")
         use_flat_background()
+    dataset = None
+    if over.get("pairs"):
+        if model_cfg.get("decoder_input", "pair") != "pair":
+            raise ValueError(f"pairs needs decoder_input 'pair', got {model_cfg['decoder_input']!r}")
+        model_cfg["decoder_input"] = "pair"
+        dataset = SyntheticDataset(train_cfg["data"], train_cfg["data"].split(":", 1)[1], "train",
+                                   model_cfg["image_size"], seed=train_cfg.get("data_seed", 0),
+                                   length=train_cfg.get("train_length") or None, pair_view=True)
     total, every = train_cfg["steps"], over.get("eval_every", 1000)
     regress, test = over.get("eval", [500, 300])
     t0 = time.time()
@@ -109,7 +120,7 @@ def main():
             continue
         train_cfg.update(steps=step, checkpoint_every=step)
         summary = train(TrainConfig(**train_cfg), ModelConfig(**model_cfg), resume=True,
-                        log=lambda message: None)
+                        log=lambda message: None, dataset=dataset)
         model = summary["model"].eval()
         m, preds = evaluate_model(model, "synthetic:face", device=a.device,
                                   regress_length=regress, test_length=test)

@@ -44,6 +44,12 @@ def check_image_size(spec: str, image_size) -> int:
     return int(image_size)
 
 
+def image_tensor(image: np.ndarray) -> torch.Tensor:
+    """float (S, S, 3) in [0, 1] -> (3, S, S) float32 in [-1, 1], the items' image format."""
+    img = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))
+    return img.mul_(2.0).sub_(1.0).clamp_(-1.0, 1.0)
+
+
 def pack_item(image: np.ndarray, index: int, num_landmarks: int, lm2d=None, lm3d=None, visible=None,
               yaw_deg: float = float("nan")) -> dict:
     """Build the item dict every dataset returns.
@@ -51,8 +57,7 @@ def pack_item(image: np.ndarray, index: int, num_landmarks: int, lm2d=None, lm3d
     ``image`` is float (S, S, 3) in [0, 1]; the item's image is (3, S, S) in [-1, 1].
     Missing annotations become NaN-filled arrays of the right shape so that batches collate.
     """
-    img = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))
-    img = img.mul_(2.0).sub_(1.0).clamp_(-1.0, 1.0)
+    img = image_tensor(image)
     L = num_landmarks
     if lm2d is None:
         lm2d = np.full((L, 2), np.nan, np.float32)

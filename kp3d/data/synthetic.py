@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from . import render
-from .base import DatasetError, DatasetInfo, check_image_size, check_split, pack_item
+from .base import DatasetError, DatasetInfo, check_image_size, check_split, image_tensor, pack_item
 
 SPLIT_CODES = {"train": 0, "regress": 1, "test": 2}
 DEFAULT_LENGTHS = {"train": 10000, "regress": 1000, "test": 1000}
@@ -129,10 +129,15 @@ def _category_modules():
 
 
 class SyntheticDataset(torch.utils.data.Dataset):
-    """On-the-fly procedural dataset; item ``i`` of a split is a pure function of (seed, split, i)."""
+    """On-the-fly procedural dataset; item ``i`` of a split is a pure function of (seed, split, i).
+
+    pair_view: each item also has ``pair_image``, the same scene (object, camera, light,
+    background, camera effects) with the object at another pose, drawn independently from the
+    same ranges: a second view, for the ``pair`` decoder input (a diagnostic; the method itself
+    learns from single images)."""
 
     def __init__(self, spec: str, category: str, split: str = "train", image_size: int = 64, *, seed: int = 0,
-                 length: int | None = None):
+                 length: int | None = None, pair_view: bool = False):
         if category not in _category_modules():
             raise DatasetError(f"dataset {spec!r}: unknown synthetic category {category!r} "
                                f"(available: {', '.join(sorted(_category_modules()))})")
@@ -147,6 +152,7 @@ class SyntheticDataset(torch.utils.data.Dataset):
         if int(length) < 1:
             raise DatasetError(f"dataset {spec!r}: length must be >= 1, got {length!r}")
         self.length = int(length)
+        self.pair_view = bool(pair_view)
         names = list(self.module.LANDMARK_NAMES)
         self.info = DatasetInfo(name=spec, landmark_names=names, num_landmarks=len(names), has_3d=True,
                                 eye_indices=self.module.EYE_INDICES, image_size=self.image_size)
@@ -161,10 +167,11 @@ class SyntheticDataset(torch.utils.data.Dataset):
     def rng(self, i: int) -> np.random.Generator:
         return np.random.default_rng([self.seed & 0xFFFFFFFF, SPLIT_CODES[self.split], int(i), 0x6B703364])
 
-    def render(self, i: int):
-        """Return (image (S, S, 3) float in [0, 1], lm2d, lm3d, visible, yaw_deg) for item i."""
+    def render(self, i: int, pose=None):
+        """Return (image (S, S, 3) float in [0, 1], lm2d, lm3d, visible, yaw_deg) for item i;
+        pose: (yaw, pitch, roll) in degrees in place of the item's own."""
         rng = self.rng(i)
-        scene = self.module.sample_scene(rng, self.image_size)
+        scene = self.module.sample_scene(rng, self.image_size, pose=pose)
         img, lm2d, lm3d, vis = render_scene(scene, self.image_size)
         img = render.finish_image(rng, img, self.image_size)
         return img, lm2d, lm3d, vis, scene.yaw_deg
@@ -175,4 +182,8 @@ class SyntheticDataset(torch.utils.data.Dataset):
             raise IndexError(f"index {i} out of range for a dataset of {self.length} images")
         i %= self.length
         img, lm2d, lm3d, vis, yaw = self.render(i)
-        return pack_item(img, i, self.info.num_landmarks, lm2d, lm3d, vis, yaw)
+        item = pack_item(img, i, self.info.num_landmarks, lm2d, lm3d, vis, yaw)
+        if self.pair_view:
+            pose_rng = np.random.default_rng([self.seed & 0xFFFFFFFF, SPLIT_CODES[self.split], i, 0x70616972])
+            item["pair_image"] = image_tensor(self.render(i, self.module.sample_pose(pose_rng))[0])
+        return item

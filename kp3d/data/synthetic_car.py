@@ -33,7 +33,14 @@ PAINT = np.array([[0.85, 0.85, 0.85], [0.08, 0.08, 0.09], [0.55, 0.56, 0.58], [0
 _TO_X = np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
 
 
-def sample_scene(rng: np.random.Generator, size: int) -> Scene:
+def sample_pose(rng: np.random.Generator):
+    """(yaw, pitch, roll) of the car in degrees, drawn from the category's ranges (pitch is the
+    camera's elevation, negative)."""
+    return rng.uniform(-180, 180), -rng.uniform(5, 30), rng.uniform(-4, 4)
+
+
+def sample_scene(rng: np.random.Generator, size: int, pose=None) -> Scene:
+    """pose: (yaw, pitch, roll) in degrees in place of the drawn one (see synthetic_face)."""
     u = lambda lo, hi: rng.uniform(lo, hi)  # noqa: E731
     hl = 2.0 * u(0.85, 1.15)  # half length
     hw = 0.85 * u(0.9, 1.1)  # half width
@@ -108,9 +115,8 @@ def sample_scene(rng: np.random.Generator, size: int) -> Scene:
     parts.append(make_part(ps * [hw * 1.2, 0.004, hl * 1.08] + [0, 0.004, 0], fs, np.array([0.06, 0.06, 0.06]), 0.0))
 
     # pose: yaw about the vertical, then the camera elevation, then a little roll
-    yaw = np.radians(u(-180, 180))
-    pitch = -np.radians(u(5, 30))
-    roll = np.radians(u(-4, 4))
+    drawn = sample_pose(rng)
+    yaw, pitch, roll = np.radians(drawn if pose is None else pose)
     R = render.rotation_matrix(yaw, pitch, roll)
     pivot = np.array([0.0, body_y, 0.0])
     for prt in parts:

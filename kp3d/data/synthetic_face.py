@@ -127,7 +127,14 @@ def _rot_x(a):
     return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
 
 
-def sample_scene(rng: np.random.Generator, size: int) -> Scene:
+def sample_pose(rng: np.random.Generator):
+    """(yaw, pitch, roll) of the head in degrees, drawn from the category's ranges."""
+    return rng.uniform(-75, 75), rng.uniform(-30, 30), rng.uniform(-20, 20)
+
+
+def sample_scene(rng: np.random.Generator, size: int, pose=None) -> Scene:
+    """pose: (yaw, pitch, roll) in degrees in place of the drawn one (the same head, camera,
+    light and background as without it: the draw still happens, so later draws are unchanged)."""
     u = lambda lo, hi: rng.uniform(lo, hi)  # noqa: E731
     # ---------------------------------------------------------------- shape
     head = Head(w=0.80 * u(0.88, 1.12), h_up=1.0 * u(0.95, 1.06), h_low=1.02 * u(0.92, 1.1),
@@ -262,7 +269,8 @@ def sample_scene(rng: np.random.Generator, size: int) -> Scene:
     parts_body.append(make_part(P_TORSO * [1.75, 0.75, 0.7] + [0, -2.1, -0.3], fb, cloth, 0.05))
 
     # ---------------------------------------------------------------- pose
-    yaw, pitch, roll = np.radians(u(-75, 75)), np.radians(u(-30, 30)), np.radians(u(-20, 20))
+    drawn = sample_pose(rng)
+    yaw, pitch, roll = np.radians(drawn if pose is None else pose)
     pivot = np.array([0.0, -0.75, -0.2])
     Rh = render.rotation_matrix(yaw, pitch, roll)
     Rb = render.rotation_matrix(0.3 * yaw, 0.0, 0.3 * roll)

@@ -40,7 +40,7 @@ def default_edge_sigma(num_keypoints, image_size, falloff="gaussian"):
     return thick if falloff == "gaussian" else math.sqrt(thick)
 
 
-DECODER_INPUTS = ("mask", "shuffle", "flip", "mirror-warp")
+DECODER_INPUTS = ("mask", "shuffle", "flip", "mirror-warp", "pair")
 
 
 @dataclass
@@ -63,6 +63,8 @@ class ModelConfig:
     # or "flip" (mask_keep of the patches of the mirror image: the same head at the mirrored pose,
     # so where the face sits inside the head must come from the edge map) or "mirror-warp" (the
     # mirror image warped so that its keypoints land on the image's: kp3d/model/mirror_warp.py)
+    # or "pair" (mask_keep of the patches of a second view of the same scene, the object at
+    # another pose: forward's `pair`, from a dataset built with pair_view; a diagnostic)
     decoder_input: str = "mask"
     warp_sigma: float = 0.15  # mirror-warp: each keypoint's reach, in the [-1, 1] frame
     keypoint_map_sigma: float = 0.0  # > 0: the decoder also gets one Gaussian map per keypoint
@@ -189,11 +191,15 @@ class KeypointModel(nn.Module):
         return edge, rest
 
     # ------------------------------------------------------------------ forward
-    def forward(self, images, generator=None):
+    def forward(self, images, generator=None, pair=None):
         """Training forward. images (B, 3, S, S) in [-1, 1]; generator: CPU torch.Generator for
-        the patch mask and the canonicalisation rotations (reproducible, resumable runs)."""
+        the patch mask and the canonicalisation rotations (reproducible, resumable runs); pair:
+        the second views (B, 3, S, S) the "pair" decoder input shows in place of the images."""
         B = images.shape[0]
         shown = self.config.decoder_input
+        if shown == "pair" and (pair is None or pair.shape != images.shape):
+            raise ValueError(f"decoder_input 'pair' needs pair images of the images' shape "
+                             f"{tuple(images.shape)}, got {None if pair is None else tuple(pair.shape)}")
         mirror = images.flip(-1) if shown in ("flip", "mirror-warp") else None
         det = self.detector(torch.cat((images, mirror)) if shown == "mirror-warp" else images)
         kp, heatmaps = det["keypoints"][:B], det["heatmaps"][:B]
@@ -203,7 +209,8 @@ class KeypointModel(nn.Module):
         elif shown == "shuffle":
             masked = shuffle_cells(images, self.config.mask_grid, generator=generator)
         else:
-            masked = (images if mirror is None else mirror) * random_patch_mask(
+            source = pair if shown == "pair" else images if mirror is None else mirror
+            masked = source * random_patch_mask(
                 B, images.shape[-2:], self.config.mask_grid, self.config.mask_keep,
                 generator=generator, device=images.device, dtype=images.dtype)
         maps = (keypoint_maps(kp, images.shape[-2:], self.config.keypoint_map_sigma).to(images.dtype)

@@ -190,6 +190,11 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, *, resume=False, dataset=Non
         from ..data import build_dataset
         dataset = build_dataset(cfg.data, "train", model_cfg.image_size, seed=cfg.data_seed,
                                 length=cfg.train_length or None)
+    uses_pair = model_cfg.decoder_input == "pair"
+    if uses_pair and not getattr(dataset, "pair_view", False):
+        raise ValueError("decoder_input 'pair' needs a training dataset whose items carry "
+                         "'pair_image' (SyntheticDataset(..., pair_view=True)); got "
+                         f"{type(dataset).__name__} for data {cfg.data!r}")
     model = build_model(model_cfg, cfg.seed).to(device)
     rec_loss = build_reconstruction_loss(cfg.reconstruction, vgg_weights=cfg.vgg_weights or None,
                                          vgg_resize=cfg.vgg_resize or None, seed=cfg.seed).to(device)
@@ -238,13 +243,15 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, *, resume=False, dataset=Non
         for batch in loader:
             t0 = time.time()
             images = batch["image"].to(device, non_blocking=True)
+            pair = batch["pair_image"].to(device, non_blocking=True) if uses_pair else None
             g = step_generator(cfg.seed, step, rank)
             if cfg.hflip:
-                flip = torch.rand(images.shape[0], generator=g) < 0.5
-                images = torch.where(flip.to(device)[:, None, None, None], images.flip(-1), images)
+                flip = torch.rand(images.shape[0], generator=g).to(device)[:, None, None, None] < 0.5
+                images = torch.where(flip, images.flip(-1), images)
+                pair = None if pair is None else torch.where(flip, pair.flip(-1), pair)
             lr = set_learning_rate(optimizer, cfg, step)
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                out = ddp_model(images, g)
+                out = ddp_model(images, g, pair) if uses_pair else ddp_model(images, g)
             if step < cfg.projection_warmup and "projected" in out:
                 out["projection_target"] = out["keypoints"].detach()
             loss, terms = total_loss(out, images, rec_loss, weights, backend=model_cfg.backend)

@@ -187,3 +187,40 @@ def test_face_visibility_follows_yaw():
     ro, lo = names.index("right_eye_outer"), names.index("left_eye_outer")
     assert vis[yaw > 50, ro].mean() < 0.5 < vis[yaw > 50, lo].mean()
     assert vis[yaw < -50, lo].mean() < 0.5 < vis[yaw < -50, ro].mean()
+
+
+
+@pytest.mark.parametrize("mod", [synthetic_face, synthetic_car])
+def test_pose_override_changes_only_the_pose(mod, monkeypatch):
+    """The drawn pose given back as an override renders the same scene (the override leaves
+    every other draw in place); another pose moves the object over the same background."""
+    drawn = []
+    real = mod.sample_pose
+    monkeypatch.setattr(mod, "sample_pose", lambda rng: drawn.append(real(rng)) or drawn[-1])
+    S = 32
+
+    def render_with(pose):
+        return synthetic.render_scene(mod.sample_scene(np.random.default_rng(3), S, pose=pose), S)[:2]
+
+    img, lm = render_with(None)
+    same, lm_same = render_with(drawn[0])
+    assert np.array_equal(img, same) and np.array_equal(lm, lm_same)
+    yaw, pitch, roll = drawn[0]
+    moved, lm_moved = render_with((yaw + 40, pitch, roll))
+    changed = np.abs(moved - img).max(-1) > 1e-6
+    assert 0.02 < changed.mean() < 0.6, changed.mean()
+    assert np.abs(lm_moved - lm).max() > 1.0
+
+
+def test_pair_view_is_the_same_scene_at_another_pose():
+    single = build_dataset("synthetic:face", "train", 32, length=4)
+    paired = synthetic.SyntheticDataset("synthetic:face", "face", "train", 32, length=4, pair_view=True)
+    assert "pair_image" not in single[0]
+    for i in range(4):
+        a, b = single[i], paired[i]
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["landmarks_2d"], b["landmarks_2d"])
+        assert b["pair_image"].shape == b["image"].shape
+        # the background and the camera effects are shared, the head has moved
+        shared = (b["pair_image"] == b["image"]).all(0).float().mean()
+        assert 0.3 < shared < 0.98, shared
+    assert torch.equal(paired[1]["pair_image"], paired[1]["pair_image"])

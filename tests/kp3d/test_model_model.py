@@ -192,3 +192,18 @@ def test_predict_dataset():
     assert res["landmarks_2d"].shape == (5, 2, 2)
     assert list(res["index"]) == [0, 1, 2, 3, 4]
     assert model.training  # restored
+
+
+def test_pair_decoder_input():
+    """"pair": the decoder is shown (mask_keep of the patches of) the second view, never the
+    image; without a second view of the images' shape, a clear error."""
+    model = KeypointModel(ModelConfig(num_keypoints=4, decoder_input="pair", mask_keep=1.0, **TINY))
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    pair = torch.rand(2, 3, 32, 32) * 2 - 1
+    out = model(x, torch.Generator().manual_seed(0), pair)
+    assert torch.equal(out["masked"], pair)
+    other = model(x, torch.Generator().manual_seed(0), -pair)
+    assert not torch.allclose(out["reconstruction"], other["reconstruction"])
+    for bad in (None, pair[:1]):
+        with pytest.raises(ValueError, match="pair"):
+            model(x, torch.Generator().manual_seed(0), bad)
