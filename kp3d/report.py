@@ -273,7 +273,7 @@ def write_report(out, m, pictures, model_config, train_config):
     seen = {"shuffle": f"the decoder sees all {grid} x {grid} image patches, shuffled",
             "mirror-warp": "the decoder sees the mirror image warped onto the keypoints"}.get(
         shown, f"mask keeps {model_config.get('mask_keep', 0.2):.0%} of the patches of the "
-               f"{'mirror image' if shown == 'flip' else 'image'}")
+               + {"flip": "mirror image", "pair": "same scene at another pose"}.get(shown, "image"))
     if model_config.get("keypoint_map_sigma", 0):
         seen += ", and one Gaussian map per keypoint"
         if model_config.get("keypoint_appearance", False):
