@@ -32,6 +32,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from kp3d import report  # noqa: E402
+from kp3d.data import build_dataset  # noqa: E402
 from kp3d.data.synthetic import SyntheticDataset  # noqa: E402
 from kp3d.model import ModelConfig  # noqa: E402
 from kp3d.model import keypoint_model  # noqa: E402
@@ -107,9 +108,12 @@ def main():
         if model_cfg.get("decoder_input", "pair") != "pair":
             raise ValueError(f"pairs needs decoder_input 'pair', got {model_cfg['decoder_input']!r}")
         model_cfg["decoder_input"] = "pair"
-        dataset = SyntheticDataset(train_cfg["data"], train_cfg["data"].split(":", 1)[1], "train",
-                                   model_cfg["image_size"], seed=train_cfg.get("data_seed", 0),
-                                   length=train_cfg.get("train_length") or None, pair_view=True)
+        cfg = TrainConfig(**train_cfg)  # the training set the trainer would build, with second views
+        dataset = build_dataset(cfg.data, "train", model_cfg["image_size"], seed=cfg.data_seed,
+                                length=cfg.train_length or None)
+        if not isinstance(dataset, SyntheticDataset):
+            raise ValueError(f"pairs needs synthetic data, got {cfg.data!r}")
+        dataset.pair_view = True
     total, every = train_cfg["steps"], over.get("eval_every", 1000)
     regress, test = over.get("eval", [500, 300])
     t0 = time.time()
