@@ -78,6 +78,15 @@ def build_parser():
                         "patches), shuffle (every patch, in a random order), flip (--mask-keep "
                         "of the patches of the mirror image) or mirror-warp (the mirror image "
                         "warped onto the keypoints)")
+    t.add_argument("--part-maps", action="store_true",
+                   help="keypoints at the centres of parts that tile the image, each part pushed "
+                        "to one colour and place (not AutoLink; docs/training.md)")
+    t.add_argument("--part-compactness", type=float, default=None,
+                   help="with --part-maps: weight of a pixel's position beside its colour "
+                        "(default: ModelConfig's, 1)")
+    t.add_argument("--w-part-colour", type=float, default=None,
+                   help="with --part-maps: weight of the parts' colour-and-place loss "
+                        "(default: TrainConfig's, 1)")
     t.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default 1e-4)")
     t.add_argument("--weight-decay", type=float, default=1e-3)
     t.add_argument("--edge-lr-mult", type=float, default=1.0,
@@ -183,7 +192,9 @@ def cmd_train(a):
                             edge_sigma=a.edge_sigma, edge_falloff=a.edge_falloff,
                             temperature=a.temperature, mask_keep=a.mask_keep,
                             mask_grid=a.mask_grid, decoder_input=a.decoder_input,
-                            learn_edge_weights=not a.fixed_edge_weights,
+                            learn_edge_weights=not a.fixed_edge_weights, part_maps=a.part_maps,
+                            **({} if a.part_compactness is None
+                               else {"part_compactness": a.part_compactness}),
                             **({} if a.edge_weight_init is None
                                else {"edge_weight_init": a.edge_weight_init}))
     cfg = TrainConfig(data=a.data, out=a.out, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
@@ -195,6 +206,7 @@ def cmd_train(a):
                       reconstruction=a.reconstruction, vgg_weights=a.vgg_weights,
                       vgg_resize=a.vgg_resize, w_projection=a.w_projection,
                       w_repulsion=a.w_repulsion, w_canonicalization=a.w_canonicalization,
+                      **({} if a.w_part_colour is None else {"w_part_colour": a.w_part_colour}),
                       projection_loss=a.projection_loss, projection_warmup=a.projection_warmup,
                       repulsion_bandwidth=a.repulsion_bandwidth,
                       checkpoint_every=a.checkpoint_every, log_every=a.log_every,

@@ -280,6 +280,9 @@ def write_report(out, m, pictures, model_config, train_config):
             seen += " coloured by the image under its heatmap"
     if model_config.get("equivariance_shift", 0):
         seen += "; the keypoints must follow turned, scaled and shifted copies of the image"
+    if model_config.get("part_maps", False):
+        seen += ("; the keypoints are the centres of parts that tile the image, each part "
+                 f"pushed to one colour (weight {train_config.get('w_part_colour', 1.0):g})")
     L.append(f"- {links}; {proj}; {seen}")
     L.append(f"- device `{m['device']}`, {m['threads']} CPU threads, seed {m['seed']}")
     L.append(f"- time: training {m['time_train_s']:.0f} s, evaluation {m['time_eval_s']:.0f} s, "

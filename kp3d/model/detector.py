@@ -12,6 +12,8 @@ from torch.nn import functional as F
 
 from kp3d_kernels import SoftArgmax2d
 
+from .parts import part_log_probs
+
 
 class DownBlock(nn.Module):
     """3x3 conv -> bilinear /2 -> BN -> LeakyReLU -> 3x3 conv -> BN, plus a 1x1 shortcut."""
@@ -54,10 +56,12 @@ class Detector(nn.Module):
             which must be at most S / 4.
         temperature: soft-argmax temperature (softmax over the S/4 x S/4 positions).
         backend: kernel backend of the soft-argmax op.
+        part_maps: the heatmaps are log-softmaxed across the K maps at every position, so that
+            the keypoints are the centroids of K parts that tile the image (kp3d/model/parts.py).
     """
 
     def __init__(self, num_keypoints, widths=(64, 128, 256, 512), *, temperature=1.0,
-                 backend="auto"):
+                 backend="auto", part_maps=False):
         super().__init__()
         widths = tuple(int(w) for w in widths)
         if len(widths) < 2:
@@ -77,11 +81,14 @@ class Detector(nn.Module):
         self.head = nn.Conv2d(c, num_keypoints, 3, padding=1)
         self.soft_argmax = SoftArgmax2d(temperature=temperature, backend=backend)
         self.feature_dim = widths[-1]
+        self.part_maps = part_maps
 
     def forward(self, image):
         h = self.stem(image)
         for block in self.down:
             h = block(h)
         heatmaps = self.head(self.up(h))
+        if self.part_maps:
+            heatmaps = part_log_probs(heatmaps)
         keypoints = self.soft_argmax(heatmaps.float())
         return {"heatmaps": heatmaps, "keypoints": keypoints}

@@ -21,6 +21,7 @@ from .decoder import Decoder, keypoint_maps, part_colours, random_patch_mask, sh
 from .detector import Detector
 from .equivariance import equivariance_loss
 from .mirror_warp import warp_to_keypoints
+from .parts import part_colour_loss
 from .structure3d import Canonicalizer, Lifter, ShapeModel, random_rotations
 
 MODES = ("3d", "autolink")
@@ -75,6 +76,11 @@ class ModelConfig:
     # > 0: the keypoints of a copy of the image turned by up to 15 degrees, scaled by 1 +- 0.1 and
     # shifted by up to this much ([-1, 1] frame) must follow it (kp3d/model/equivariance.py)
     equivariance_shift: float = 0.0
+    # the keypoints are the centroids of K parts that tile the image, and the model returns the
+    # parts' colour variance ("part_colour", weighted by TrainConfig.w_part_colour) so that each
+    # part covers a region of one colour (kp3d/model/parts.py; not AutoLink)
+    part_maps: bool = False
+    part_compactness: float = 1.0  # weight of a pixel's place beside its colour (parts.py)
     num_basis: int = 2
     lifter_hidden: int = 256
     lifter_depth: int = 2
@@ -114,6 +120,8 @@ class ModelConfig:
             raise ValueError("keypoint_appearance needs keypoint_map_sigma > 0 (the maps it colours)")
         if not self.equivariance_shift >= 0:
             raise ValueError(f"equivariance_shift must be >= 0, got {self.equivariance_shift!r}")
+        if not self.part_compactness >= 0:
+            raise ValueError(f"part_compactness must be >= 0, got {self.part_compactness!r}")
         if not self.warp_sigma > 0:
             raise ValueError(f"warp_sigma must be > 0, got {self.warp_sigma!r}")
         if not 0.0 <= self.mask_keep <= 1.0:
@@ -153,7 +161,7 @@ class KeypointModel(nn.Module):
         self.config = config
         K, S = config.num_keypoints, config.image_size
         self.detector = Detector(K, config.detector_widths, temperature=config.temperature,
-                                 backend=config.backend)
+                                 backend=config.backend, part_maps=config.part_maps)
         self.renderer = EdgeMapRenderer(K, S, config.sigma, falloff=config.edge_falloff,
                                         learnable=config.learn_edge_weights,
                                         backend=config.backend, lr_scale=config.edge_lr_scale,
@@ -223,6 +231,9 @@ class KeypointModel(nn.Module):
         if self.config.equivariance_shift > 0:
             out["equivariance"] = equivariance_loss(self.detector, images, kp,
                                                     self.config.equivariance_shift, generator=generator)
+        if self.config.part_maps:
+            out["part_colour"] = part_colour_loss(heatmaps.exp(), images,
+                                                  self.config.part_compactness)
         if self.has_3d:
             out.update(self.lift(kp))
             if self.canonicalizer is not None:

@@ -1,5 +1,5 @@
 """Training losses: projection, repulsion, canonicalisation, and their weighted sum (with the
-reconstruction and, where the model computes it, the equivariance term)."""
+reconstruction and, where the model computes them, the equivariance and part-colour terms)."""
 
 from dataclasses import dataclass
 
@@ -46,6 +46,7 @@ class LossWeights:
     repulsion: float = 0.05
     canonicalization: float = 1.0
     equivariance: float = 1.0
+    part_colour: float = 1.0
     projection_kind: str = "huber"
     projection_delta: float = 0.02
     repulsion_bandwidth: float = 0.1
@@ -72,6 +73,8 @@ def total_loss(out, target, reconstruction_fn, weights: LossWeights, *, backend=
                                                               out["canonical_recovered"])
     if "equivariance" in out and weights.equivariance > 0:  # computed by the model (its detector)
         terms["equivariance"] = out["equivariance"]
+    if "part_colour" in out and weights.part_colour > 0:  # computed by the model (part maps)
+        terms["part_colour"] = out["part_colour"]
     total = sum(getattr(weights, name) * value for name, value in terms.items())
     return total, {name: float(value.detach()) for name, value in terms.items()}
 

@@ -36,6 +36,7 @@ class TrainConfig:
     w_repulsion: float = 0.1
     w_canonicalization: float = 1.0
     w_equivariance: float = 1.0   # used when ModelConfig.equivariance_shift > 0
+    w_part_colour: float = 1.0    # used when ModelConfig.part_maps
     projection_loss: str = "huber"
     projection_delta: float = 0.02
     repulsion_bandwidth: float = 0.0  # 0 = auto: 0.7 / sqrt(K), about the spacing of K points on the object
@@ -64,7 +65,7 @@ class TrainConfig:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name.replace('_', '-')} must be > 0, got {getattr(self, name)!r}")
         for name in ("weight_decay", "w_reconstruction", "w_projection", "w_repulsion",
-                     "w_canonicalization", "w_equivariance"):
+                     "w_canonicalization", "w_equivariance", "w_part_colour"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)!r}")
         if self.lr_decay not in LR_DECAYS:
@@ -82,7 +83,7 @@ class TrainConfig:
     def loss_weights(self, num_keypoints: int = 16) -> LossWeights:
         return LossWeights(reconstruction=self.w_reconstruction, projection=self.w_projection,
                            repulsion=self.w_repulsion, canonicalization=self.w_canonicalization,
-                           equivariance=self.w_equivariance,
+                           equivariance=self.w_equivariance, part_colour=self.w_part_colour,
                            projection_kind=self.projection_loss,
                            projection_delta=self.projection_delta,
                            repulsion_bandwidth=self.bandwidth(num_keypoints))

@@ -84,6 +84,18 @@ def test_autolink_mode_eval(tmp_path):
     assert m["nme_3d"] == pytest.approx(m["nme_3d_flat_baseline"])
 
 
+def test_part_maps_through_cli(tmp_path):
+    out = tmp_path / "parts"
+    assert main(["train", "--data", "synthetic:face", "--keypoints", "4", "--steps", "2",
+                 "--out", str(out), "--part-maps", "--part-compactness", "0.7",
+                 "--w-part-colour", "0.2"] + TINY) == 0
+    ckpt = torch.load(out / "ckpt-00000002.pt", weights_only=False)
+    assert ckpt["model_config"]["part_maps"] is True
+    assert ckpt["model_config"]["part_compactness"] == 0.7
+    assert ckpt["train_config"]["w_part_colour"] == 0.2
+    assert "part_colour" in (out / "metrics.csv").read_text().splitlines()[0]
+
+
 def test_demo_tiny(tmp_path, capsys):
     assert main(["demo", "--tiny", "--no-progress", "--out", str(tmp_path / "demo")]) == 0
     assert "report:" in capsys.readouterr().out
