@@ -6,9 +6,11 @@ the projection loss on the detector, and other levers").
     python scripts/demo_diagnostics.py refit RUN_DIR     # lifter refit on a detector's keypoints
     python scripts/demo_diagnostics.py heatmaps RUN_DIR  # how spread out the detector's heatmaps are
     python scripts/demo_diagnostics.py follow RUN_DIR    # do the keypoints follow a shifted image?
+    python scripts/demo_diagnostics.py regions RUN_DIR   # do they carry the skin and hair centres?
     python scripts/demo_diagnostics.py edge-use RUN_DIR  # how much the decoder relies on the edge map
     python scripts/demo_diagnostics.py oracle landmarks  # does the loss reward keypoints on parts?
-    python scripts/demo_diagnostics.py ceiling           # the best r2 of keypoints that see part of the pose
+    python scripts/demo_diagnostics.py ceiling           # the best r2 of keypoints that see part of the pose,
+                                                         # and of keypoints at the centres of colour regions
     python scripts/demo_diagnostics.py mirror            # the mirror image warped by true keypoints
 
 The figures of noise, gt and refit are r2 = 2D NME / mean-landmark baseline and r3 = 3D NME /
@@ -158,19 +160,64 @@ def cmd_ceiling(a):
     """The best 2D figure of keypoints that follow only part of a head's pose: K points at fixed
     places around the head's centre, in the image plane or on the head in 3D, placed from the
     generator's true pose. Keypoints on the head's outline see its position, size and roll; the
-    yaw and pitch move the face inside that outline, and only keypoints on the face see them."""
+    yaw and pitch move the face inside that outline, and only keypoints on the face, or at the
+    centres of the regions inside it (the skin, the hair), see them."""
     ds = {split: build_dataset(DATA, split, SIZE, length=n) for split, n in (("regress", 500), ("test", 300))}
     scenes = {s: [scene_of(d, i) for i in range(len(d))] for s, d in ds.items()}
     gt = {s: np.stack([sc.to_pixels(sc.landmarks) for sc in scenes[s]]) for s in scenes}
 
-    def r2(place):  # place(scene) -> (K, 2) pixels
-        kp = {s: to_frame(np.stack([place(sc) for sc in scenes[s]])) for s in scenes}
+    def r2(place):  # place(split, i) -> (K, 2) pixels
+        kp = {s: to_frame(np.stack([place(s, i) for i in range(len(scenes[s]))])) for s in scenes}
         m = evaluate_keypoints(kp["regress"], gt["regress"], kp["test"], gt["test"], eye_indices=(0, 1))
         return m["nme_2d"] / m["nme_2d_mean_baseline"]
 
+    ring = lambda s, i, turn="image": ring_keypoints(scenes[s][i], turn)  # noqa: E731
     for turn, name in RING_POSES.items():
-        print(f"{name:<52} r2 {r2(lambda sc: ring_keypoints(sc, turn)):.3f}")
-    print(f"{'8 true landmarks (on the parts)':<52} r2 {r2(lambda sc: sc.to_pixels(sc.landmarks[LANDMARKS])):.3f}")
+        print(f"{name:<52} r2 {r2(lambda s, i: ring(s, i, turn)):.3f}")
+    true = lambda s, i: scenes[s][i].to_pixels(scenes[s][i].landmarks[LANDMARKS])  # noqa: E731
+    print(f"{'8 true landmarks (on the parts)':<52} r2 {r2(true):.3f}")
+    # keypoints at the centres of colour regions (what `part_maps` can learn), placed from the
+    # regions the generator paints, not from the pose
+    regions = {s: [region_centroids(ds[s], i, sc) for i, sc in enumerate(scenes[s])] for s in scenes}
+    at = lambda s, i, *names: np.stack([regions[s][i][n] for n in names])  # noqa: E731
+    print(f"{'the rigid ring and the skin and hair centroids':<52} r2 "
+          f"{r2(lambda s, i: np.vstack([ring(s, i), at(s, i, 'skin', 'hair')])):.3f}")
+    print(f"{'the skin, hair and head centroids alone (3 points)':<52} r2 "
+          f"{r2(lambda s, i: at(s, i, 'skin', 'hair', 'head')):.3f}")
+    # how far those centres move inside the head: a few pixels, less than a 16 x 16 heatmap's cell
+    shift = np.stack([regions["test"][i]["skin"] - sc.to_pixels(sc.object_centre[None])[0]
+                      for i, sc in enumerate(scenes["test"])])[:, 0]
+    yaw = np.array([sc.yaw_deg for sc in scenes["test"]])
+    print(f"the skin's centroid, x from the head's centre: {shift[yaw < -50].mean():+.1f} px at yaw "
+          f"< -50, {shift[np.abs(yaw) < 10].mean():+.1f} px at |yaw| < 10, {shift[yaw > 50].mean():+.1f} "
+          f"px at yaw > 50 (test faces)")
+
+
+def region_centroids(ds, i, scene):
+    """{"skin", "hair", "head" (both): centroid (2,) in pixels} of item i of a synthetic face
+    dataset. The scene is rendered again with every skin colour pure red, every hair colour pure
+    green and the clothes and background blue or black (the generator's random draws, and so the
+    geometry, unchanged); each region is the pixels of its hue. The skin includes the neck."""
+    from unittest import mock
+
+    from kp3d.data import render, synthetic_face
+    from kp3d.data.synthetic import render_scene
+
+    def drawn(fn, value):  # make the draw, so that the later ones stay the same, then replace it
+        return lambda rng, *args, **kwargs: (fn(rng, *args, **kwargs), value(*args))[1]
+
+    red, green = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
+    with mock.patch.multiple(synthetic_face, SKIN_LIGHT=red, SKIN_DARK=red,
+                             HAIR=np.tile(green, (len(synthetic_face.HAIR), 1))), \
+            mock.patch.multiple(render, random_colour=drawn(render.random_colour, lambda *a: np.array([0.0, 0.0, 1.0])),
+                                random_background=drawn(render.random_background, lambda size, *a: np.zeros((size, size, 3)))):
+        labels = render_scene(scene_of(ds, i), ds.image_size)[0]
+    r, g, b = labels[..., 0], labels[..., 1], labels[..., 2]
+    masks = {"skin": (r > 0.05) & (r > 2 * g) & (r > 2 * b), "hair": (g > 0.05) & (g > 2 * r) & (g > 2 * b)}
+    masks["head"] = masks["skin"] | masks["hair"]
+    ys, xs = np.mgrid[0:ds.image_size, 0:ds.image_size]
+    centre = scene.to_pixels(scene.object_centre[None])[0]  # where a region is missing
+    return {n: np.array([xs[m].mean(), ys[m].mean()]) if m.any() else centre for n, m in masks.items()}
 
 
 # LANDMARKS with left and right swapped: the same parts of the mirror image
@@ -235,6 +282,47 @@ def cmd_heatmaps(a):
     print(f"{H * W} positions; per keypoint, over 32 test faces:")
     print("  perplexity (positions):", " ".join(f"{v:.0f}" for v in perplexity))
     print("  spatial std ([-1, 1]): ", " ".join(f"{v:.2f}" for v in spread))
+
+
+def cmd_regions(a):
+    """How much of what the centres of the skin and the hair tell (the `ceiling` rows) a trained
+    detector's keypoints carry: r2 of its keypoints alone and with the true skin and hair
+    centroids appended, and the R^2 (test split) of a linear fit from its keypoints to each
+    region's centroid relative to the head's centre (what moves with the yaw and pitch)."""
+    from kp3d.train.trainer import load_model
+
+    model, _ = load_model(a.run)
+    model.eval()
+    data = {}
+    for split, n in (("regress", 500), ("test", 300)):
+        ds = build_dataset(DATA, split, model.config.image_size, length=n)
+        with torch.no_grad():
+            kp = model.detector(torch.stack([ds[i]["image"] for i in range(n)]))["keypoints"].numpy()
+        scenes = [scene_of(ds, i) for i in range(n)]
+        regions = [region_centroids(ds, i, sc) for i, sc in enumerate(scenes)]
+        centre = np.stack([sc.to_pixels(sc.object_centre[None])[0] for sc in scenes])
+        data[split] = {"kp": kp.astype(np.float64), "gt": np.stack([sc.to_pixels(sc.landmarks) for sc in scenes]),
+                       **{n_: to_frame(np.stack([r[n_] for r in regions])) for n_ in ("skin", "hair")},
+                       "centre": to_frame(centre)}
+
+    def r2(extra):
+        kp = {s: np.concatenate([d["kp"]] + [d[n_][:, None] for n_ in extra], 1) for s, d in data.items()}
+        m = evaluate_keypoints(kp["regress"], data["regress"]["gt"], kp["test"], data["test"]["gt"],
+                               eye_indices=(0, 1))
+        return m["nme_2d"] / m["nme_2d_mean_baseline"]
+
+    def fit(name):  # R^2 on the test split, x and y
+        X = {s: np.concatenate([d["kp"].reshape(len(d["kp"]), -1), np.ones((len(d["kp"]), 1))], 1)
+             for s, d in data.items()}
+        y = {s: d[name] - d["centre"] for s, d in data.items()}
+        W = np.linalg.lstsq(X["regress"], y["regress"], rcond=None)[0]
+        err = ((X["test"] @ W - y["test"]) ** 2).sum(0)
+        return 1 - err / ((y["test"] - y["test"].mean(0)) ** 2).sum(0)
+
+    print(f"r2 of the keypoints {r2([]):.3f}; with the true skin and hair centroids {r2(['skin', 'hair']):.3f}")
+    for name in ("skin", "hair"):
+        print(f"R^2 of the {name} centroid relative to the head centre, from the keypoints: "
+              + " ".join(f"{v:.2f}" for v in fit(name)) + " (x y)")
 
 
 def follow_fraction(detector, images, pixels=8):
@@ -400,6 +488,7 @@ def main():
     sub.add_parser("mirror").add_argument("--sigmas", type=float, nargs="+", default=[0.1, 0.15, 0.3])
     sub.add_parser("heatmaps").add_argument("run", help="checkpoint file or run folder")
     sub.add_parser("follow").add_argument("run", help="checkpoint file or run folder")
+    sub.add_parser("regions").add_argument("run", help="checkpoint file or run folder")
     sub.add_parser("edge-use").add_argument("run", help="checkpoint file or run folder")
     o = sub.add_parser("oracle")
     o.add_argument("source", help="landmarks, empty, ring-image, ring-roll, ring-pose (the "
@@ -433,7 +522,7 @@ def main():
     torch.set_num_threads(1)
     {"noise": cmd_noise, "gt": cmd_gt, "refit": cmd_refit, "heatmaps": cmd_heatmaps,
      "edge-use": cmd_edge_use, "oracle": cmd_oracle, "ceiling": cmd_ceiling,
-     "mirror": cmd_mirror, "follow": cmd_follow}[a.cmd](a)
+     "mirror": cmd_mirror, "follow": cmd_follow, "regions": cmd_regions}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """`scripts/demo_diagnostics.py`: a few steps of each built-in keypoint source of `oracle` run and
-report a finite test loss; `ceiling` orders its keypoint patterns as the pose they see says
-(the measurements both make are in docs/training.md)."""
+report a finite test loss; `ceiling` orders its keypoint patterns as the pose they see says;
+the region centroids behind its last rows follow the yaw (the measurements are in
+docs/training.md)."""
 
 import importlib.util
 import math
@@ -41,10 +42,12 @@ def test_ceiling_orders_the_patterns():
                          timeout=300)
     assert res.returncode == 0, res.stderr
     r2 = [float(v) for v in re.findall(r" r2 ([0-9.]+)", res.stdout)]
-    assert len(r2) == 4, res.stdout
-    image, roll, pose, true = r2
+    assert len(r2) == 6, res.stdout
+    image, roll, pose, true, ring_and_regions, regions = r2
     # seeing more of the pose can only help; the outline alone stays above the demo's 0.5 target
     assert image > roll > 0.5 > pose > true, res.stdout
+    # the centres of the skin and the hair see the yaw and pitch the outline does not
+    assert 0.5 > ring_and_regions > pose and 0.5 > regions > pose, res.stdout
 
 
 def test_random_warp_moves_pixels_a_bounded_amount():
@@ -87,3 +90,26 @@ def test_follow_fraction_tells_following_keypoints_from_fixed_ones():
 
     assert follow_fraction(centroid, images).item() == pytest.approx(1.0, abs=0.02)
     assert follow_fraction(fixed, images).item() == 0.0
+
+
+def test_region_centroids_move_with_the_yaw_and_leave_the_data_alone():
+    import numpy as np
+
+    from kp3d.data import build_dataset
+
+    script = load_script()
+    ds = build_dataset("synthetic:face", "test", 64, length=40)
+    before = ds[3]["image"].clone()
+    offsets, yaws = [], []
+    for i in range(len(ds)):
+        scene = script.scene_of(ds, i)
+        c = script.region_centroids(ds, i, scene)
+        centre = scene.to_pixels(scene.object_centre[None])[0]
+        assert all(np.all((v >= 0) & (v <= 63)) for v in c.values())
+        assert np.linalg.norm(c["skin"] - c["hair"]) > 1.0  # two different regions
+        offsets.append(c["skin"][0] - centre[0])
+        yaws.append(scene.yaw_deg)
+    # the face's skin shifts towards the side the head turns to
+    assert np.corrcoef(offsets, yaws)[0, 1] > 0.4
+    # the colours swapped for the label rendering are put back: the data are unchanged
+    assert torch.equal(ds[3]["image"], before)
