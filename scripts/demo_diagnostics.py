@@ -206,11 +206,12 @@ def region_centroids(ds, i, scene):
     def drawn(fn, value):  # make the draw, so that the later ones stay the same, then replace it
         return lambda rng, *args, **kwargs: (fn(rng, *args, **kwargs), value(*args))[1]
 
-    red, green = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
+    red, green, blue = np.eye(3)
+    clothes = drawn(render.random_colour, lambda *a: blue)
+    black = drawn(render.random_background, lambda size, *a: np.zeros((size, size, 3)))
     with mock.patch.multiple(synthetic_face, SKIN_LIGHT=red, SKIN_DARK=red,
                              HAIR=np.tile(green, (len(synthetic_face.HAIR), 1))), \
-            mock.patch.multiple(render, random_colour=drawn(render.random_colour, lambda *a: np.array([0.0, 0.0, 1.0])),
-                                random_background=drawn(render.random_background, lambda size, *a: np.zeros((size, size, 3)))):
+            mock.patch.multiple(render, random_colour=clothes, random_background=black):
         labels = render_scene(scene_of(ds, i), ds.image_size)[0]
     r, g, b = labels[..., 0], labels[..., 1], labels[..., 2]
     masks = {"skin": (r > 0.05) & (r > 2 * g) & (r > 2 * b), "hair": (g > 0.05) & (g > 2 * r) & (g > 2 * b)}
@@ -301,12 +302,13 @@ def cmd_regions(a):
         scenes = [scene_of(ds, i) for i in range(n)]
         regions = [region_centroids(ds, i, sc) for i, sc in enumerate(scenes)]
         centre = np.stack([sc.to_pixels(sc.object_centre[None])[0] for sc in scenes])
-        data[split] = {"kp": kp.astype(np.float64), "gt": np.stack([sc.to_pixels(sc.landmarks) for sc in scenes]),
-                       **{n_: to_frame(np.stack([r[n_] for r in regions])) for n_ in ("skin", "hair")},
-                       "centre": to_frame(centre)}
+        data[split] = {"kp": kp.astype(np.float64), "centre": to_frame(centre),
+                       "gt": np.stack([sc.to_pixels(sc.landmarks) for sc in scenes]),
+                       **{r_: to_frame(np.stack([r[r_] for r in regions])) for r_ in ("skin", "hair")}}
 
     def r2(extra):
-        kp = {s: np.concatenate([d["kp"]] + [d[n_][:, None] for n_ in extra], 1) for s, d in data.items()}
+        kp = {s: np.concatenate([d["kp"]] + [d[r_][:, None] for r_ in extra], 1)
+              for s, d in data.items()}
         m = evaluate_keypoints(kp["regress"], data["regress"]["gt"], kp["test"], data["test"]["gt"],
                                eye_indices=(0, 1))
         return m["nme_2d"] / m["nme_2d_mean_baseline"]
@@ -319,7 +321,8 @@ def cmd_regions(a):
         err = ((X["test"] @ W - y["test"]) ** 2).sum(0)
         return 1 - err / ((y["test"] - y["test"].mean(0)) ** 2).sum(0)
 
-    print(f"r2 of the keypoints {r2([]):.3f}; with the true skin and hair centroids {r2(['skin', 'hair']):.3f}")
+    print(f"r2 of the keypoints {r2([]):.3f}; "
+          f"with the true skin and hair centroids {r2(['skin', 'hair']):.3f}")
     for name in ("skin", "hair"):
         print(f"R^2 of the {name} centroid relative to the head centre, from the keypoints: "
               + " ".join(f"{v:.2f}" for v in fit(name)) + " (x y)")
