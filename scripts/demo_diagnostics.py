@@ -178,7 +178,7 @@ def cmd_ceiling(a):
     print(f"{'8 true landmarks (on the parts)':<52} r2 {r2(true):.3f}")
     # keypoints at the centres of colour regions (what `part_maps` can learn), placed from the
     # regions the generator paints, not from the pose
-    regions = {s: [region_centroids(ds[s], i, sc) for i, sc in enumerate(scenes[s])] for s in scenes}
+    regions = {s: [region_centroids(ds[s], i) for i in range(len(scenes[s]))] for s in scenes}
     at = lambda s, i, *names: np.stack([regions[s][i][n] for n in names])  # noqa: E731
     print(f"{'the rigid ring and the skin and hair centroids':<52} r2 "
           f"{r2(lambda s, i: np.vstack([ring(s, i), at(s, i, 'skin', 'hair')])):.3f}")
@@ -193,7 +193,7 @@ def cmd_ceiling(a):
           f"px at yaw > 50 (test faces)")
 
 
-def region_centroids(ds, i, scene):
+def region_centroids(ds, i):
     """{"skin", "hair", "head" (both): centroid (2,) in pixels} of item i of a synthetic face
     dataset. The scene is rendered again with every skin colour pure red, every hair colour pure
     green and the clothes and background blue or black (the generator's random draws, and so the
@@ -212,7 +212,8 @@ def region_centroids(ds, i, scene):
     with mock.patch.multiple(synthetic_face, SKIN_LIGHT=red, SKIN_DARK=red,
                              HAIR=np.tile(green, (len(synthetic_face.HAIR), 1))), \
             mock.patch.multiple(render, random_colour=clothes, random_background=black):
-        labels = render_scene(scene_of(ds, i), ds.image_size)[0]
+        scene = scene_of(ds, i)  # the item's geometry, with the label colours
+        labels = render_scene(scene, ds.image_size)[0]
     r, g, b = labels[..., 0], labels[..., 1], labels[..., 2]
     masks = {"skin": (r > 0.05) & (r > 2 * g) & (r > 2 * b), "hair": (g > 0.05) & (g > 2 * r) & (g > 2 * b)}
     masks["head"] = masks["skin"] | masks["hair"]
@@ -300,7 +301,7 @@ def cmd_regions(a):
         with torch.no_grad():
             kp = model.detector(torch.stack([ds[i]["image"] for i in range(n)]))["keypoints"].numpy()
         scenes = [scene_of(ds, i) for i in range(n)]
-        regions = [region_centroids(ds, i, sc) for i, sc in enumerate(scenes)]
+        regions = [region_centroids(ds, i) for i in range(n)]
         centre = np.stack([sc.to_pixels(sc.object_centre[None])[0] for sc in scenes])
         data[split] = {"kp": kp.astype(np.float64), "centre": to_frame(centre),
                        "gt": np.stack([sc.to_pixels(sc.landmarks) for sc in scenes]),

@@ -251,7 +251,7 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, *, resume=False, dataset=Non
                 pair = None if pair is None else torch.where(flip, pair.flip(-1), pair)
             lr = set_learning_rate(optimizer, cfg, step)
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                out = ddp_model(images, g, pair) if uses_pair else ddp_model(images, g)
+                out = ddp_model(images, g, pair)
             if step < cfg.projection_warmup and "projected" in out:
                 out["projection_target"] = out["keypoints"].detach()
             loss, terms = total_loss(out, images, rec_loss, weights, backend=model_cfg.backend)

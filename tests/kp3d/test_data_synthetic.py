@@ -189,7 +189,6 @@ def test_face_visibility_follows_yaw():
     assert vis[yaw < -50, lo].mean() < 0.5 < vis[yaw < -50, ro].mean()
 
 
-
 @pytest.mark.parametrize("mod", [synthetic_face, synthetic_car])
 def test_pose_override_changes_only_the_pose(mod, monkeypatch):
     """The drawn pose given back as an override renders the same scene (the override leaves

@@ -103,7 +103,7 @@ def test_region_centroids_move_with_the_yaw_and_leave_the_data_alone():
     offsets, yaws = [], []
     for i in range(len(ds)):
         scene = script.scene_of(ds, i)
-        c = script.region_centroids(ds, i, scene)
+        c = script.region_centroids(ds, i)
         centre = scene.to_pixels(scene.object_centre[None])[0]
         assert all(np.all((v >= 0) & (v <= 63)) for v in c.values())
         assert np.linalg.norm(c["skin"] - c["hair"]) > 1.0  # two different regions
