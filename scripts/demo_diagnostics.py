@@ -7,6 +7,7 @@ the projection loss on the detector, and other levers").
     python scripts/demo_diagnostics.py heatmaps RUN_DIR  # how spread out the detector's heatmaps are
     python scripts/demo_diagnostics.py follow RUN_DIR    # do the keypoints follow a shifted image?
     python scripts/demo_diagnostics.py regions RUN_DIR   # do they carry the skin and hair centres?
+    python scripts/demo_diagnostics.py parts RUN_DIR     # picture of a part-map model's parts
     python scripts/demo_diagnostics.py edge-use RUN_DIR  # how much the decoder relies on the edge map
     python scripts/demo_diagnostics.py oracle landmarks  # does the loss reward keypoints on parts?
     python scripts/demo_diagnostics.py ceiling           # the best r2 of keypoints that see part of the pose,
@@ -329,6 +330,35 @@ def cmd_regions(a):
               + " ".join(f"{v:.2f}" for v in fit(name)) + " (x y)")
 
 
+def cmd_parts(a):
+    """A picture of a part-map detector (`ModelConfig.part_maps`): 8 test faces ordered by yaw,
+    each with its keypoints, and below it every heatmap cell in the colour of its most likely
+    part (the same colour as that part's keypoint)."""
+    from PIL import Image
+
+    from kp3d.train.trainer import load_model
+    from kp3d.train.visualize import PALETTE, draw_keypoints, grid, to_uint8
+
+    model, _ = load_model(a.run)
+    if not model.config.part_maps:
+        raise SystemExit(f"{a.run}: not a part-map model (ModelConfig.part_maps is off)")
+    model.eval()
+    ds = build_dataset(DATA, "test", model.config.image_size, length=40)
+    order = np.argsort([ds[i]["yaw_deg"] for i in range(len(ds))])[::5]
+    images = torch.stack([ds[int(i)]["image"] for i in order])
+    with torch.no_grad():
+        det = model.detector(images)
+    palette = np.array([PALETTE[k % len(PALETTE)] for k in range(model.config.num_keypoints)], np.uint8)
+    scale, S = 2, model.config.image_size
+    tiles = []
+    for b in range(len(order)):
+        top = draw_keypoints(to_uint8(images[b]), det["keypoints"][b].numpy(), scale=scale)
+        parts = Image.fromarray(palette[det["heatmaps"][b].argmax(0).numpy()])
+        tiles.append(grid([top, parts.resize((S * scale, S * scale), Image.NEAREST)], 1))
+    grid(tiles, len(tiles)).save(a.out)
+    print(f"{a.out}: yaw " + " ".join(f"{ds[int(i)]['yaw_deg']:.0f}" for i in order))
+
+
 def follow_fraction(detector, images, pixels=8):
     """(K,) how far each keypoint moves when the image content moves `pixels` to the right
     (border pixels repeated), as a fraction of the move, averaged over the images: 1 = it
@@ -493,6 +523,9 @@ def main():
     sub.add_parser("heatmaps").add_argument("run", help="checkpoint file or run folder")
     sub.add_parser("follow").add_argument("run", help="checkpoint file or run folder")
     sub.add_parser("regions").add_argument("run", help="checkpoint file or run folder")
+    pp = sub.add_parser("parts")
+    pp.add_argument("run", help="checkpoint file or run folder of a part-map model")
+    pp.add_argument("--out", default="parts.png")
     sub.add_parser("edge-use").add_argument("run", help="checkpoint file or run folder")
     o = sub.add_parser("oracle")
     o.add_argument("source", help="landmarks, empty, ring-image, ring-roll, ring-pose (the "
@@ -526,7 +559,8 @@ def main():
     torch.set_num_threads(1)
     {"noise": cmd_noise, "gt": cmd_gt, "refit": cmd_refit, "heatmaps": cmd_heatmaps,
      "edge-use": cmd_edge_use, "oracle": cmd_oracle, "ceiling": cmd_ceiling,
-     "mirror": cmd_mirror, "follow": cmd_follow, "regions": cmd_regions}[a.cmd](a)
+     "mirror": cmd_mirror, "follow": cmd_follow, "regions": cmd_regions,
+     "parts": cmd_parts}[a.cmd](a)
 
 
 if __name__ == "__main__":

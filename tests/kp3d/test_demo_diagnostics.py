@@ -113,3 +113,22 @@ def test_region_centroids_move_with_the_yaw_and_leave_the_data_alone():
     assert np.corrcoef(offsets, yaws)[0, 1] > 0.4
     # the colours swapped for the label rendering are put back: the data are unchanged
     assert torch.equal(ds[3]["image"], before)
+
+
+def test_parts_draws_a_part_map_model_and_refuses_others(tmp_path):
+    from kp3d.cli import main as kp3d_main
+
+    tiny = ["--data", "synthetic:face", "--keypoints", "4", "--steps", "1", "--image-size", "32",
+            "--detector-widths", "8,16", "--decoder-widths", "8,16", "--batch-size", "2",
+            "--train-images", "4", "--no-progress", "--reconstruction", "l1"]
+    for name, extra in (("parts", ["--part-maps"]), ("plain", [])):
+        assert kp3d_main(["train", "--out", str(tmp_path / name)] + tiny + extra) == 0
+    out = tmp_path / "parts.png"
+    res = subprocess.run([sys.executable, str(SCRIPT), "parts", str(tmp_path / "parts"), "--out", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    from PIL import Image
+    assert Image.open(out).size == (8 * 64, 2 * 64)  # 8 faces, image over parts, 2x scale
+    res = subprocess.run([sys.executable, str(SCRIPT), "parts", str(tmp_path / "plain"), "--out", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0 and "not a part-map model" in res.stderr
