@@ -283,6 +283,11 @@ def write_report(out, m, pictures, model_config, train_config):
     if model_config.get("part_maps", False):
         seen += ("; the keypoints are the centres of parts that tile the image, each part "
                  f"pushed to one colour (weight {train_config.get('w_part_colour', 1.0):g})")
+    reach = model_config.get("refine_reach", 0)
+    if reach:
+        side = 2 * model_config.get("refine_radius", 2) + 1
+        seen += (f"; each keypoint also has a refined copy, the best match of a learned "
+                 f"{side} x {side} template within about {reach:g} of it (both are evaluated)")
     L.append(f"- {links}; {proj}; {seen}")
     L.append(f"- device `{m['device']}`, {m['threads']} CPU threads, seed {m['seed']}")
     L.append(f"- time: training {m['time_train_s']:.0f} s, evaluation {m['time_eval_s']:.0f} s, "

@@ -17,6 +17,7 @@ from torch import nn
 from kp3d_kernels import EdgeMapRenderer
 from kp3d_kernels.modules import AUTOLINK_INITIAL_WEIGHT
 
+from .appearance import refine_keypoints, template_loss
 from .decoder import Decoder, keypoint_maps, part_colours, random_patch_mask, shuffle_cells
 from .detector import Detector
 from .equivariance import equivariance_loss
@@ -81,6 +82,12 @@ class ModelConfig:
     # part covers a region of one colour (kp3d/model/parts.py; not AutoLink)
     part_maps: bool = False
     part_compactness: float = 1.0  # weight of a pixel's place beside its colour (parts.py)
+    # > 0: each keypoint also gets a refined copy, the best match of a learned template near it
+    # (within about this distance, [-1, 1] frame): the model returns both, and the template loss
+    # ("templates", TrainConfig.w_templates) that learns the templates (kp3d/model/appearance.py)
+    refine_reach: float = 0.0
+    refine_radius: int = 2          # the templates' patches: (2r+1)^2 pixels
+    refine_temperature: float = 0.02  # of the template's amplitude, in the image's units
     num_basis: int = 2
     lifter_hidden: int = 256
     lifter_depth: int = 2
@@ -120,6 +127,13 @@ class ModelConfig:
             raise ValueError("keypoint_appearance needs keypoint_map_sigma > 0 (the maps it colours)")
         if not self.equivariance_shift >= 0:
             raise ValueError(f"equivariance_shift must be >= 0, got {self.equivariance_shift!r}")
+        r = self.refine_radius
+        if isinstance(r, bool) or not isinstance(r, int) or r < 0:
+            raise ValueError(f"refine_radius must be an integer >= 0, got {r!r}")
+        if not self.refine_reach >= 0:
+            raise ValueError(f"refine_reach must be >= 0, got {self.refine_reach!r}")
+        if not self.refine_temperature > 0:
+            raise ValueError(f"refine_temperature must be > 0, got {self.refine_temperature!r}")
         if not self.part_compactness >= 0:
             raise ValueError(f"part_compactness must be >= 0, got {self.part_compactness!r}")
         if not self.warp_sigma > 0:
@@ -170,15 +184,37 @@ class KeypointModel(nn.Module):
         maps = (config.num_keypoints if config.keypoint_map_sigma else 0) * (
             4 if config.keypoint_appearance else 1)
         self.decoder = Decoder(config.decoder_widths, maps, config.decoder_global_context)
+        if config.refine_reach:
+            side = 2 * config.refine_radius + 1
+            self.templates = nn.Parameter(0.01 * torch.randn(K, 3 * side * side))
         self.has_3d = config.mode == "3d"
-        if self.has_3d:
-            self.shape = ShapeModel(K, config.num_basis)
-            self.lifter = Lifter(K, config.num_basis, config.lifter_hidden, config.lifter_depth)
-            self.canonicalizer = (Canonicalizer(K, config.num_basis, config.lifter_hidden,
+        if self.has_3d:  # the 3D structure explains the keypoints and their refined copies
+            P = self.num_points
+            self.shape = ShapeModel(P, config.num_basis)
+            self.lifter = Lifter(P, config.num_basis, config.lifter_hidden, config.lifter_depth)
+            self.canonicalizer = (Canonicalizer(P, config.num_basis, config.lifter_hidden,
                                                 config.lifter_depth)
                                   if config.canonicalization and config.num_basis > 0 else None)
 
     # ------------------------------------------------------------------ pieces
+    @property
+    def num_points(self):
+        """The 2D points the model gives per image: the K keypoints, then with refinement their
+        K refined copies."""
+        return self.config.num_keypoints * (2 if self.config.refine_reach else 1)
+
+    def points_2d(self, images, keypoints):
+        """(keypoints and their refined copies (B, num_points, 2), refined or None). The copies
+        carry no gradient: the templates learn from the template loss alone."""
+        if not self.config.refine_reach:
+            return keypoints, None
+        c = self.config
+        with torch.no_grad():
+            refined = refine_keypoints(images.detach().float(), keypoints.detach().float(),
+                                       self.templates.detach().float(), c.refine_radius,
+                                       c.refine_reach, c.refine_temperature, backend=c.backend)
+        return torch.cat([keypoints.float(), refined], 1), refined
+
     def lift(self, keypoints):
         """2D keypoints (B, K, 2) -> the 3D structure (dict). The lifter sees the keypoints
         detached: the projection loss shapes the detector only through its target side."""
@@ -234,8 +270,13 @@ class KeypointModel(nn.Module):
         if self.config.part_maps:
             out["part_colour"] = part_colour_loss(heatmaps.exp(), images,
                                                   self.config.part_compactness)
+        out["points_2d"], refined = self.points_2d(images, kp)
+        if refined is not None:
+            out["refined"] = refined
+            out["templates"] = template_loss(images.detach(), refined, self.templates,
+                                             self.config.refine_radius)
         if self.has_3d:
-            out.update(self.lift(kp))
+            out.update(self.lift(out["points_2d"]))
             if self.canonicalizer is not None:
                 X = out["canonical"]
                 Rr = random_rotations(B, generator=generator, dtype=X.dtype, device=X.device)
@@ -246,13 +287,14 @@ class KeypointModel(nn.Module):
 
     @torch.no_grad()
     def predict(self, images):
-        """Inference: {"keypoints_2d" (B,K,2), "keypoints_3d" (B,K,3) or absent, ...}.
+        """Inference: {"keypoints_2d" (B,P,2), "keypoints_3d" (B,P,3) or absent, ...}: the K
+        keypoints, then with refinement their K refined copies (P = `num_points`).
 
         keypoints_3d is P3D in the frame of the 2D keypoints (x, y through Pi, z the depth in the
         same units; its sign is a gauge: a weak-perspective model cannot tell a shape from its
         depth mirror)."""
         det = self.detector(images)
-        res = {"keypoints_2d": det["keypoints"].float()}
+        res = {"keypoints_2d": self.points_2d(images, det["keypoints"].float())[0]}
         if self.has_3d:
             lift = self.lift(res["keypoints_2d"])
             res.update({k: lift[k] for k in ("keypoints_3d", "alpha", "rotation", "scale",

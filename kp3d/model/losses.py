@@ -47,6 +47,7 @@ class LossWeights:
     canonicalization: float = 1.0
     equivariance: float = 1.0
     part_colour: float = 1.0
+    templates: float = 1.0
     projection_kind: str = "huber"
     projection_delta: float = 0.02
     repulsion_bandwidth: float = 0.1
@@ -55,8 +56,9 @@ class LossWeights:
 def total_loss(out, target, reconstruction_fn, weights: LossWeights, *, backend="auto"):
     """Weighted sum of the loss terms of a model output. Returns (total, {name: detached value}).
 
-    out: the dict of `KeypointModel.forward` (an optional "projection_target" replaces the
-    keypoints as the projection target, e.g. detached during a warm-up); target: the full
+    out: the dict of `KeypointModel.forward` (the projection target is its "points_2d", the
+    keypoints and any refined copies; an optional "projection_target" replaces them, e.g.
+    detached during a warm-up); target: the full
     images (B, 3, S, S).
     """
     terms = {}
@@ -65,7 +67,7 @@ def total_loss(out, target, reconstruction_fn, weights: LossWeights, *, backend=
         terms["repulsion"] = repulsion(out["keypoints"], weights.repulsion_bandwidth, backend)
     if "projected" in out:
         if weights.projection > 0:
-            target_2d = out.get("projection_target", out["keypoints"]).float()
+            target_2d = out.get("projection_target", out.get("points_2d", out["keypoints"])).float()
             terms["projection"] = projection_loss(out["projected"], target_2d,
                                                   weights.projection_kind, weights.projection_delta)
         if weights.canonicalization > 0 and "canonical_recovered" in out:
@@ -75,6 +77,8 @@ def total_loss(out, target, reconstruction_fn, weights: LossWeights, *, backend=
         terms["equivariance"] = out["equivariance"]
     if "part_colour" in out and weights.part_colour > 0:  # computed by the model (part maps)
         terms["part_colour"] = out["part_colour"]
+    if "templates" in out and weights.templates > 0:  # computed by the model (refinement)
+        terms["templates"] = out["templates"]
     total = sum(getattr(weights, name) * value for name, value in terms.items())
     return total, {name: float(value.detach()) for name, value in terms.items()}
 

@@ -37,6 +37,7 @@ class TrainConfig:
     w_canonicalization: float = 1.0
     w_equivariance: float = 1.0   # used when ModelConfig.equivariance_shift > 0
     w_part_colour: float = 1.0    # used when ModelConfig.part_maps
+    w_templates: float = 1.0      # used when ModelConfig.refine_reach > 0
     projection_loss: str = "huber"
     projection_delta: float = 0.02
     repulsion_bandwidth: float = 0.0  # 0 = auto: 0.7 / sqrt(K), about the spacing of K points on the object
@@ -65,7 +66,7 @@ class TrainConfig:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name.replace('_', '-')} must be > 0, got {getattr(self, name)!r}")
         for name in ("weight_decay", "w_reconstruction", "w_projection", "w_repulsion",
-                     "w_canonicalization", "w_equivariance", "w_part_colour"):
+                     "w_canonicalization", "w_equivariance", "w_part_colour", "w_templates"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)!r}")
         if self.lr_decay not in LR_DECAYS:
@@ -84,6 +85,7 @@ class TrainConfig:
         return LossWeights(reconstruction=self.w_reconstruction, projection=self.w_projection,
                            repulsion=self.w_repulsion, canonicalization=self.w_canonicalization,
                            equivariance=self.w_equivariance, part_colour=self.w_part_colour,
+                           templates=self.w_templates,
                            projection_kind=self.projection_loss,
                            projection_delta=self.projection_delta,
                            repulsion_bandwidth=self.bandwidth(num_keypoints))

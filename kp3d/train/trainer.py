@@ -253,7 +253,7 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, *, resume=False, dataset=Non
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
                 out = ddp_model(images, g, pair)
             if step < cfg.projection_warmup and "projected" in out:
-                out["projection_target"] = out["keypoints"].detach()
+                out["projection_target"] = out["points_2d"].detach()
             loss, terms = total_loss(out, images, rec_loss, weights, backend=model_cfg.backend)
             if not math.isfinite(float(loss.detach())):
                 raise FloatingPointError(f"the loss became {float(loss.detach())} at step {step + 1} "

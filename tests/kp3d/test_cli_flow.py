@@ -96,6 +96,17 @@ def test_part_maps_through_cli(tmp_path):
     assert "part_colour" in (out / "metrics.csv").read_text().splitlines()[0]
 
 
+def test_refined_keypoints_through_cli(tmp_path):
+    out = tmp_path / "refine"
+    assert main(["train", "--data", "synthetic:face", "--keypoints", "4", "--steps", "2",
+                 "--out", str(out), "--refine-reach", "0.2", "--eval", "--regress-images", "12",
+                 "--test-images", "6"] + TINY) == 0
+    ckpt = torch.load(out / "ckpt-00000002.pt", weights_only=False)
+    assert ckpt["model_config"]["refine_reach"] == 0.2
+    assert "templates" in (out / "metrics.csv").read_text().splitlines()[0]
+    assert json.loads((out / "metrics.json").read_text())["num_keypoints"] == 8  # 4 and 4 copies
+
+
 def test_demo_tiny(tmp_path, capsys):
     assert main(["demo", "--tiny", "--no-progress", "--out", str(tmp_path / "demo")]) == 0
     assert "report:" in capsys.readouterr().out
