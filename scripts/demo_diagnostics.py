@@ -13,6 +13,8 @@ the projection loss on the detector, and other levers").
     python scripts/demo_diagnostics.py ceiling           # the best r2 of keypoints that see part of the pose,
                                                          # and of keypoints at the centres of colour regions
     python scripts/demo_diagnostics.py mirror            # the mirror image warped by true keypoints
+    python scripts/demo_diagnostics.py appearance        # what the appearance term scores at true
+                                                         # landmarks, on a ring, at random
 
 The figures of noise, gt and refit are r2 = 2D NME / mean-landmark baseline and r3 = 3D NME /
 flat-lift baseline on 300 test faces, the regressor fit on 500 (SPEC section 8). One thread; a
@@ -119,7 +121,7 @@ def cmd_refit(a):
     from kp3d.train.trainer import load_model
 
     model, _ = load_model(a.run)
-    S, K = model.config.image_size, model.config.num_keypoints
+    S, K = model.config.image_size, model.num_points  # keypoints and any refined copies
     P = {split: predict_dataset(model, build_dataset(DATA, split, S, length=n))
          for split, n in (("train", 1500), ("regress", 500), ("test", 300))}
     gt = {s: (P[s]["landmarks_2d"], P[s]["landmarks_3d"]) for s in ("regress", "test")}
@@ -192,6 +194,55 @@ def cmd_ceiling(a):
     print(f"the skin's centroid, x from the head's centre: {shift[yaw < -50].mean():+.1f} px at yaw "
           f"< -50, {shift[np.abs(yaw) < 10].mean():+.1f} px at |yaw| < 10, {shift[yaw > 50].mean():+.1f} "
           f"px at yaw > 50 (test faces)")
+
+
+# landmark groups of synthetic:face scored by `appearance` (indices into LANDMARK_NAMES)
+APPEARANCE_GROUPS = {"eyes": [0, 1], "eye corners": [5, 6, 7, 8], "brows": [9, 10, 11, 12],
+                     "nose tip": [2], "nostrils": [14, 15], "mouth corners": [3, 4],
+                     "chin": [18], "ear lobes": [21, 22]}
+
+
+# (one landmark whose mean patch is the template, the landmarks of its kind) for `appearance`
+APPEARANCE_SEARCHES = {"eye": (0, [0, 1]), "brow": (9, [9, 10, 11, 12]),
+                       "nostril": (14, [14, 15]), "mouth corner": (3, [3, 4])}
+
+
+def cmd_appearance(a):
+    """The appearance term (kp3d/model/appearance.py) of point sets on 300 test faces, each point
+    with its best template (the direction of its mean patch): the higher, the more a keypoint
+    gains there. True landmarks, the rigid ring of `ceiling` (inside the head's outline), the
+    ring fixed on the head in 3D, points scattered around the head's centre, random points.
+
+    Then, for one landmark of each kind with its best template, how often the template's best
+    match over the whole image lies within 3 pixels of a landmark of that kind (either side):
+    what a search over the image for the template can be trusted to find."""
+    from kp3d.model.appearance import local_patches, template_response
+
+    ds = build_dataset(DATA, "test", SIZE, length=300)
+    scenes = [scene_of(ds, i) for i in range(len(ds))]
+    images = torch.stack([ds[i]["image"] for i in range(len(ds))]).double()
+    rng = np.random.default_rng(0)
+    centre = np.stack([sc.to_pixels(sc.object_centre[None]) for sc in scenes])
+    gt = np.stack([sc.to_pixels(sc.landmarks) for sc in scenes])
+    sets = {f"landmarks: {name}": gt[:, idx] for name, idx in APPEARANCE_GROUPS.items()}
+    sets.update({"ring in the image (centre and size)": np.stack([ring_keypoints(sc, "image") for sc in scenes]),
+                 "ring fixed on the head in 3D": np.stack([ring_keypoints(sc, "pose") for sc in scenes]),
+                 "around the head's centre (4 px)": centre + rng.normal(0, 4, (len(ds), 8, 2)),
+                 "random in the image": rng.uniform(8, SIZE - 8, (len(ds), 8, 2))})
+    for name, px in sets.items():
+        patches = local_patches(images, torch.as_tensor(to_frame(px)), a.radius)  # (N, K, D)
+        best = torch.nn.functional.normalize(patches.mean(0), dim=-1)
+        score = (patches * best).sum(-1).mean(0) / patches.shape[-1] ** 0.5  # per point
+        print(f"{name:<40} {score.mean():.3f}  (per point {' '.join(f'{v:.3f}' for v in score)})")
+    gt = torch.as_tensor(gt)
+    for name, (one, kind) in APPEARANCE_SEARCHES.items():
+        patches = local_patches(images, to_frame(gt[:, [one]]), a.radius)
+        response = template_response(images, patches.mean(0), a.radius)[:, 0]
+        best = response.flatten(1).argmax(1)
+        at = torch.stack([best % SIZE, best // SIZE], -1).double()  # (x, y) pixels
+        miss = (at[:, None] - gt[:, kind]).norm(dim=-1).min(1).values
+        print(f"{name} template: its best match in the image is within 3 px of a landmark of its "
+              f"kind in {float((miss < 3).double().mean()):.0%} of the faces")
 
 
 def region_centroids(ds, i):
@@ -418,6 +469,20 @@ def cmd_edge_use(a):
             print(f"  {name + ' edge map':<32} {float(reconstruction_loss(out, x)):.4f}")
 
 
+def gaussian_blur(images, sigma):
+    """images (B, C, H, W) blurred by a Gaussian of `sigma` pixels (separable, truncated at 3
+    sigma, the border repeated)."""
+    radius = max(1, int(np.ceil(3 * sigma)))
+    x = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
+    k = torch.exp(-x * x / (2 * sigma * sigma))
+    k = k / k.sum()
+    C = images.shape[1]
+    out = torch.nn.functional.pad(images, (radius, radius, 0, 0), mode="replicate")
+    out = torch.nn.functional.conv2d(out, k.view(1, 1, 1, -1).expand(C, 1, 1, -1), groups=C)
+    out = torch.nn.functional.pad(out, (0, 0, radius, radius), mode="replicate")
+    return torch.nn.functional.conv2d(out, k.view(1, 1, -1, 1).expand(C, 1, -1, 1), groups=C)
+
+
 def random_warp(images, strength, generator):
     """Each image resampled through its own smooth random displacement field: offsets drawn
     uniformly in +-strength (the [-1, 1] frame) on a 4 x 4 grid, upsampled bicubically. The
@@ -485,6 +550,8 @@ def cmd_oracle(a):
     grid = a.mask_grid
 
     def hide(images, generator):  # what the decoder sees of the image
+        if a.blur:
+            return gaussian_blur(images, a.blur)
         if a.warp:
             return random_warp(images, a.warp, generator)
         if a.shuffle:
@@ -505,7 +572,8 @@ def cmd_oracle(a):
             with torch.no_grad():
                 test_loss = float(loss_fn(decoder(test_seen, *test_edge), test_x))
             decoder.train()
-            seen = (f"warped by up to {a.warp:g}" if a.warp else
+            seen = (f"blurred by {a.blur:g} px" if a.blur else
+                    f"warped by up to {a.warp:g}" if a.warp else
                     f"{a.shuffle}^2 cells shuffled" if a.shuffle else
                     f"mask keeps {a.mask_keep:g} of {grid}^2 patches")
             seen += f", keypoint maps of width {a.keypoint_maps:g}" if a.keypoint_maps else ""
@@ -519,6 +587,7 @@ def main():
     n = sub.add_parser("noise")
     n.add_argument("--sigmas", type=float, nargs="+", default=[1, 3, 6, 12])
     sub.add_parser("ceiling")
+    sub.add_parser("appearance").add_argument("--radius", type=int, default=2)
     sub.add_parser("mirror").add_argument("--sigmas", type=float, nargs="+", default=[0.1, 0.15, 0.3])
     sub.add_parser("heatmaps").add_argument("run", help="checkpoint file or run folder")
     sub.add_parser("follow").add_argument("run", help="checkpoint file or run folder")
@@ -539,6 +608,9 @@ def main():
     seen.add_argument("--warp", type=float, default=0.0,
                       help="show the decoder the whole image under a smooth random warp of up to "
                            "this displacement ([-1, 1] frame) instead of masked patches")
+    seen.add_argument("--blur", type=float, default=0.0, metavar="SIGMA",
+                      help="show the decoder the whole image blurred by a Gaussian of this width "
+                           "in pixels instead of masked patches")
     seen.add_argument("--shuffle", type=int, default=0,
                       help="show the decoder the whole image cut into this many cells per side, "
                            "shuffled, instead of masked patches")
@@ -559,7 +631,7 @@ def main():
     torch.set_num_threads(1)
     {"noise": cmd_noise, "gt": cmd_gt, "refit": cmd_refit, "heatmaps": cmd_heatmaps,
      "edge-use": cmd_edge_use, "oracle": cmd_oracle, "ceiling": cmd_ceiling,
-     "mirror": cmd_mirror, "follow": cmd_follow, "regions": cmd_regions,
+     "mirror": cmd_mirror, "appearance": cmd_appearance, "follow": cmd_follow, "regions": cmd_regions,
      "parts": cmd_parts}[a.cmd](a)
 
 

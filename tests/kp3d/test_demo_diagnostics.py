@@ -25,7 +25,7 @@ def load_script():
 
 @pytest.mark.parametrize("source,seen", [
     ("landmarks", []), ("empty", []), ("landmarks", ["--mask-grid", "4", "--mask-keep", "0.25"]),
-    ("landmarks", ["--warp", "0.2"]), ("empty", ["--shuffle", "4"]),
+    ("landmarks", ["--warp", "0.2"]), ("empty", ["--shuffle", "4"]), ("landmarks", ["--blur", "3"]),
     ("landmarks", ["--shuffle", "4", "--keypoint-maps", "0.1"]),
     ("empty", ["--shuffle", "4", "--keypoint-maps", "0.1"])])
 def test_oracle_runs(source, seen):
@@ -48,6 +48,34 @@ def test_ceiling_orders_the_patterns():
     assert image > roll > 0.5 > pose > true, res.stdout
     # the centres of the skin and the hair see the yaw and pitch the outline does not
     assert 0.5 > ring_and_regions > pose and 0.5 > regions > pose, res.stdout
+
+
+def test_appearance_scores_the_eyes_above_the_ring_and_searches_worse():
+    res = subprocess.run([sys.executable, str(SCRIPT), "appearance"], capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    rows = re.findall(r"^(\S.*?) +([0-9.]+)  \(per point", res.stdout, re.M)
+    score = {name.strip(): float(value) for name, value in rows}
+    eyes, ring, rand = (score["landmarks: eyes"], score["ring in the image (centre and size)"],
+                        score["random in the image"])
+    assert eyes > 3 * ring > 3 * rand, res.stdout
+    # but a search of the whole image for the eye's own template often ends elsewhere
+    hits = [int(v) for v in re.findall(r"kind in (\d+)% of the faces", res.stdout)]
+    assert len(hits) == 4 and 30 < hits[0] < 80, res.stdout
+
+
+def test_gaussian_blur_keeps_flat_images_and_mass():
+    blur = load_script().gaussian_blur
+    flat = torch.full((1, 3, 12, 12), 0.7)
+    assert torch.allclose(blur(flat, 2.0), flat, atol=1e-6)
+    dot = torch.zeros(1, 1, 25, 25, dtype=torch.float64)
+    dot[..., 12, 12] = 1.0
+    out = blur(dot, 1.5)
+    assert torch.isclose(out.sum(), torch.tensor(1.0, dtype=torch.float64))
+    r = torch.arange(-12.0, 13.0, dtype=torch.float64)
+    g = torch.exp(-r * r / (2 * 1.5 ** 2)) * (r.abs() <= 5)
+    expected = torch.outer(g, g) / g.sum() ** 2  # truncated at ceil(3 sigma) = 5 pixels
+    assert torch.allclose(out[0, 0], expected, atol=1e-12)
 
 
 def test_random_warp_moves_pixels_a_bounded_amount():
