@@ -50,6 +50,11 @@ class DemoSettings:
     projection_warmup: int | None = None
     w_projection: float = 1.0
     structure_lr_mult: float = 1.0
+    # Each keypoint also gets a refined copy, the best match of a learned template within about
+    # 6 pixels of it at 64 x 64 (kp3d/model/appearance.py): the keypoints the reconstruction
+    # finds follow the head but not how it turns; the copies, on the eyes, brows and other
+    # features near them, do (docs/training.md, "Refined keypoints").
+    refine_reach: float = 0.19
     regress_images: int = 500
     test_images: int = 300
     image_every: int = 500
@@ -100,7 +105,8 @@ def run_demo(out="runs/demo", device=None, steps=None, tiny=False, seed=0, progr
     model_cfg = ModelConfig(num_keypoints=s.keypoints, image_size=s.image_size,
                             detector_widths=s.detector_widths, decoder_widths=s.decoder_widths,
                             learn_edge_weights=s.learn_edge_weights,
-                            edge_weight_init=s.edge_weight_init, mask_keep=s.mask_keep)
+                            edge_weight_init=s.edge_weight_init, mask_keep=s.mask_keep,
+                            refine_reach=s.refine_reach)
     train_dir = os.path.join(out, "train")
     cfg = TrainConfig(data=DATA, out=train_dir, steps=s.steps, batch_size=s.batch_size, lr=s.lr,
                       seed=seed, device=device, reconstruction=s.reconstruction,
