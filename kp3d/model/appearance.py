@@ -12,11 +12,12 @@ where amplitude_k(p) = <patch(p), T_k / |T_k|> / sqrt(D), the patch being the (2
 around p minus their mean colour (so that skin tone and lighting drop out), D = C (2r+1)^2. The
 templates are learned from the refined keypoints: the template loss, minus the mean amplitude at
 them, moves each T_k towards the mean patch it finds (k-means, by gradient). What they settle on
-is whatever looks alike near keypoint k on every image: an eye, a brow, the nose, which move
-inside the head as it turns. SCOPS (Hung et al. CVPR 2019) asks the same of each part's VGG
-features; here the features are patches and the search is local, because over the whole image
-the best match of even the true eye's mean patch is an eye in only about 58 % of the synthetic
-faces (`scripts/demo_diagnostics.py appearance`): the outline and the background win the rest.
+is whatever looks alike near keypoint k on every image; on the synthetic faces, above all an
+eye, which moves inside the head as it turns. SCOPS (Hung et al. CVPR 2019) asks the same of
+each part's VGG features; here the features are patches and the search is local, because over
+the whole image the best match of even the true eye's mean patch is an eye in only about 58 %
+of the synthetic faces (`scripts/demo_diagnostics.py appearance`): the outline and the
+background win the rest.
 """
 
 import torch

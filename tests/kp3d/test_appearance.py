@@ -7,7 +7,7 @@ import torch
 from kp3d.model import KeypointModel, ModelConfig
 from kp3d.model.appearance import (local_patches, patch_offsets, refine_keypoints, template_loss,
                                    template_response)
-from kp3d.model.losses import LossWeights, total_loss
+from kp3d.model.losses import LossWeights, projection_loss, total_loss
 from kp3d.model.perceptual import build_reconstruction_loss
 from kp3d.train.config import TrainConfig
 
@@ -75,7 +75,8 @@ def test_template_loss_gradients_in_float64():
     g = torch.Generator().manual_seed(2)
     images = torch.randn(2, 3, 11, 11, generator=g, dtype=torch.float64)
     # off the pixel grid, where bilinear sampling is smooth
-    kp = (torch.rand(2, 3, 2, generator=g, dtype=torch.float64) * 1.2 - 0.6 + 0.013).requires_grad_()
+    kp = torch.rand(2, 3, 2, generator=g, dtype=torch.float64) * 1.2 - 0.6 + 0.013
+    kp.requires_grad_()
     templates = torch.randn(3, 3 * 9, generator=g, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda p, t: template_loss(images, p, t, 1), (kp, templates))
 
@@ -170,7 +171,8 @@ def test_model_gives_keypoints_then_their_refined_copies():
     assert pred["keypoints_2d"].shape == (2, 8, 2) and pred["keypoints_3d"].shape == (2, 8, 3)
     plain = KeypointModel(ModelConfig(**{**tiny_config().to_dict(), "refine_reach": 0.0}))
     assert plain.num_points == 4 and not hasattr(plain, "templates")
-    assert "templates" not in plain(images) and plain.predict(images)["keypoints_2d"].shape == (2, 4, 2)
+    assert "templates" not in plain(images)
+    assert plain.predict(images)["keypoints_2d"].shape == (2, 4, 2)
 
 
 def test_template_term_trains_the_templates_only_and_projection_targets_every_point():
@@ -191,8 +193,8 @@ def test_template_term_trains_the_templates_only_and_projection_targets_every_po
     model3d = KeypointModel(tiny_config())
     out = model3d(images)
     _, terms = total_loss(out, images, recon, LossWeights(projection=1.0, repulsion=0.0))
-    from kp3d.model.losses import projection_loss
-    assert terms["projection"] == pytest.approx(float(projection_loss(out["projected"], out["points_2d"])))
+    expected = projection_loss(out["projected"], out["points_2d"])
+    assert terms["projection"] == pytest.approx(float(expected))
 
 
 def test_configs_check_the_refinement_settings():
