@@ -336,7 +336,9 @@ def write_report(out, m, pictures, model_config, train_config):
     captions = {
         "keypoints": "Discovered keypoints (coloured, same colour = same keypoint) and their "
                      "strongest links (white, opacity by weight) over test images, "
-                     "ordered by head yaw from left-facing to right-facing.",
+                     "ordered by head yaw from left-facing to right-facing."
+                     + (" The points without links are the keypoints' refined copies."
+                        if model_config.get("refine_reach", 0) else ""),
         "reconstruction": "Reconstruction samples, one row per image: target, masked input, "
                           "edge map drawn from the keypoints, decoder output.",
         "structure": "The learned 3D mean shape with its strongest links: front, side, top.",
