@@ -52,8 +52,8 @@ class DemoSettings:
     structure_lr_mult: float = 1.0
     # Each keypoint also gets a refined copy, the best match of a learned template within about
     # 6 pixels of it at 64 x 64 (kp3d/model/appearance.py): the keypoints the reconstruction
-    # finds follow the head but not how it turns; the copies, on the eyes, brows and other
-    # features near them, do (docs/training.md, "Refined keypoints").
+    # finds follow the head but not how it turns; the copies, above all on an eye, do
+    # (docs/training.md, "Refined keypoints").
     refine_reach: float = 0.19
     regress_images: int = 500
     test_images: int = 300

@@ -4,6 +4,7 @@ the projection loss on the detector, and other levers").
     python scripts/demo_diagnostics.py noise             # ideal depth + noisy 2D landmarks
     python scripts/demo_diagnostics.py gt --lr 1e-3      # lifter trained on true 2D landmarks
     python scripts/demo_diagnostics.py refit RUN_DIR     # lifter refit on a detector's keypoints
+    python scripts/demo_diagnostics.py copies RUN_DIR    # r2 of the keypoints, their refined copies, both
     python scripts/demo_diagnostics.py heatmaps RUN_DIR  # how spread out the detector's heatmaps are
     python scripts/demo_diagnostics.py follow RUN_DIR    # do the keypoints follow a shifted image?
     python scripts/demo_diagnostics.py regions RUN_DIR   # do they carry the skin and hair centres?
@@ -133,6 +134,26 @@ def cmd_refit(a):
                         gt["regress"], gt["test"])
         print(f"{name}: r2 {r2:.3f}  r3 {r3:.3f}")
     print(f"refit lifter's yaw correlation {yaw_corr(R, P['test']['yaw_deg']):+.2f}")
+
+
+def cmd_copies(a):
+    """r2 of a model with refined keypoints (ModelConfig.refine_reach) from all its points, from
+    the keypoints alone and from their refined copies alone (the demo's protocol)."""
+    from kp3d.model.keypoint_model import predict_dataset
+    from kp3d.train.trainer import load_model
+
+    model, _ = load_model(a.run)
+    if not model.config.refine_reach:
+        raise SystemExit("copies: this model has no refined keypoints (refine_reach 0)")
+    S, K = model.config.image_size, model.config.num_keypoints
+    P = {split: predict_dataset(model, build_dataset(DATA, split, S, length=n))
+         for split, n in (("regress", 500), ("test", 300))}
+    for name, points in (("keypoints and copies", slice(None)), ("keypoints alone", slice(0, K)),
+                         ("copies alone", slice(K, None))):
+        m = evaluate_keypoints(P["regress"]["keypoints_2d"][:, points], P["regress"]["landmarks_2d"],
+                               P["test"]["keypoints_2d"][:, points], P["test"]["landmarks_2d"],
+                               eye_indices=(0, 1))
+        print(f"{name:<22} r2 {m['nme_2d'] / m['nme_2d_mean_baseline']:.3f}")
 
 
 # K = 8 points on a ring of radius 0.7 head units (the head's half-width is about 0.8, its
@@ -596,6 +617,7 @@ def main():
     pp.add_argument("run", help="checkpoint file or run folder of a part-map model")
     pp.add_argument("--out", default="parts.png")
     sub.add_parser("edge-use").add_argument("run", help="checkpoint file or run folder")
+    sub.add_parser("copies").add_argument("run", help="checkpoint file or run folder")
     o = sub.add_parser("oracle")
     o.add_argument("source", help="landmarks, empty, ring-image, ring-roll, ring-pose (the "
                    "patterns of `ceiling`), or a run folder / checkpoint")
@@ -632,7 +654,7 @@ def main():
     {"noise": cmd_noise, "gt": cmd_gt, "refit": cmd_refit, "heatmaps": cmd_heatmaps,
      "edge-use": cmd_edge_use, "oracle": cmd_oracle, "ceiling": cmd_ceiling,
      "mirror": cmd_mirror, "appearance": cmd_appearance, "follow": cmd_follow, "regions": cmd_regions,
-     "parts": cmd_parts}[a.cmd](a)
+     "parts": cmd_parts, "copies": cmd_copies}[a.cmd](a)
 
 
 if __name__ == "__main__":

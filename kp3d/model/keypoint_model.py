@@ -128,8 +128,8 @@ class ModelConfig:
         if not self.equivariance_shift >= 0:
             raise ValueError(f"equivariance_shift must be >= 0, got {self.equivariance_shift!r}")
         r = self.refine_radius
-        if isinstance(r, bool) or not isinstance(r, int) or r < 0:
-            raise ValueError(f"refine_radius must be an integer >= 0, got {r!r}")
+        if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+            raise ValueError(f"refine_radius must be an integer >= 1, got {r!r}")
         if not self.refine_reach >= 0:
             raise ValueError(f"refine_reach must be >= 0, got {self.refine_reach!r}")
         if not self.refine_temperature > 0:
@@ -216,7 +216,7 @@ class KeypointModel(nn.Module):
         return torch.cat([keypoints.float(), refined], 1), refined
 
     def lift(self, keypoints):
-        """2D keypoints (B, K, 2) -> the 3D structure (dict). The lifter sees the keypoints
+        """2D points (B, num_points, 2) -> the 3D structure (dict). The lifter sees the points
         detached: the projection loss shapes the detector only through its target side."""
         with torch.autocast(device_type=keypoints.device.type, enabled=False):  # geometry in fp32
             scales = self.shape.projection_scales().float()
@@ -303,7 +303,8 @@ class KeypointModel(nn.Module):
 
     def structure(self):
         """The learned structure as plain lists (for `kp3d export`)."""
-        out = {"num_keypoints": self.config.num_keypoints, "mode": self.config.mode,
+        out = {"num_keypoints": self.config.num_keypoints, "num_points": self.num_points,
+               "mode": self.config.mode,
                "edges": self.renderer.edges.tolist(),
                "edge_weights": self.renderer.weights.detach().cpu().tolist(),
                "edge_sigma": self.config.sigma, "edge_falloff": self.config.edge_falloff}

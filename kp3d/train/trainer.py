@@ -92,7 +92,7 @@ class StepBatchSampler(torch.utils.data.Sampler):
 def build_optimizer(model: KeypointModel, cfg: TrainConfig):
     """AdamW with three groups: edge weights (lr x edge_lr_mult, no decay), the 3D structure
     (mean shape, basis, projection, lifter, canonicaliser; lr x structure_lr_mult) and the
-    networks (lr, weight decay)."""
+    networks, with any refinement templates (lr, weight decay)."""
     edge, _ = model.parameter_groups()
     edge_ids = {id(p) for p in edge}
     structure = []

@@ -158,6 +158,7 @@ def test_model_gives_keypoints_then_their_refined_copies():
     model = KeypointModel(tiny_config())
     assert model.num_points == 8 and model.templates.shape == (4, 75)
     assert model.shape.mean_shape.shape[0] == 8  # the 3D structure explains all 8 points
+    assert model.structure()["num_points"] == 8 and len(model.structure()["mean_shape"]) == 8
     images = torch.rand(2, 3, 32, 32) * 2 - 1
     out = model(images, generator=torch.Generator().manual_seed(0))
     assert torch.equal(out["points_2d"][:, :4], out["keypoints"])
@@ -198,7 +199,7 @@ def test_template_term_trains_the_templates_only_and_projection_targets_every_po
 
 
 def test_configs_check_the_refinement_settings():
-    for field, bad in (("refine_radius", -1), ("refine_radius", 1.5), ("refine_radius", True),
+    for field, bad in (("refine_radius", 0), ("refine_radius", 1.5), ("refine_radius", True),
                        ("refine_reach", -0.1), ("refine_temperature", 0.0)):
         with pytest.raises(ValueError, match=field):
             ModelConfig(**{field: bad})

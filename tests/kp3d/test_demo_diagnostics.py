@@ -160,3 +160,22 @@ def test_parts_draws_a_part_map_model_and_refuses_others(tmp_path):
     res = subprocess.run([sys.executable, str(SCRIPT), "parts", str(tmp_path / "plain"), "--out", str(out)],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode != 0 and "not a part-map model" in res.stderr
+
+
+def test_copies_scores_all_points_and_each_half_and_refuses_plain_models(tmp_path):
+    from kp3d.cli import main as kp3d_main
+
+    tiny = ["--data", "synthetic:face", "--keypoints", "4", "--steps", "1", "--image-size", "32",
+            "--detector-widths", "8,16", "--decoder-widths", "8,16", "--batch-size", "2",
+            "--train-images", "4", "--no-progress", "--reconstruction", "l1"]
+    for name, extra in (("refined", ["--refine-reach", "0.2"]), ("plain", [])):
+        assert kp3d_main(["train", "--out", str(tmp_path / name)] + tiny + extra) == 0
+    res = subprocess.run([sys.executable, str(SCRIPT), "copies", str(tmp_path / "refined")],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    rows = dict(re.findall(r"^(.*?) +r2 ([0-9.]+)$", res.stdout, re.M))
+    assert set(rows) == {"keypoints and copies", "keypoints alone", "copies alone"}, res.stdout
+    assert all(0 < float(v) < 5 for v in rows.values()), res.stdout  # a finite figure for each
+    res = subprocess.run([sys.executable, str(SCRIPT), "copies", str(tmp_path / "plain")],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0 and "no refined keypoints" in res.stderr
