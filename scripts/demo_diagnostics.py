@@ -14,8 +14,9 @@ the projection loss on the detector, and other levers").
     python scripts/demo_diagnostics.py ceiling           # the best r2 of keypoints that see part of the pose,
                                                          # and of keypoints at the centres of colour regions
     python scripts/demo_diagnostics.py mirror            # the mirror image warped by true keypoints
-    python scripts/demo_diagnostics.py appearance        # what the appearance term scores at true
-                                                         # landmarks, on a ring, at random
+    python scripts/demo_diagnostics.py appearance        # the refinement's template amplitude at true
+                                                         # landmarks, on a ring, at random; and what
+                                                         # a search of the whole image finds
 
 The figures of noise, gt and refit are r2 = 2D NME / mean-landmark baseline and r3 = 3D NME /
 flat-lift baseline on 300 test faces, the regressor fit on 500 (SPEC section 8). One thread; a
@@ -229,9 +230,9 @@ APPEARANCE_SEARCHES = {"eye": (0, [0, 1]), "brow": (9, [9, 10, 11, 12]),
 
 
 def cmd_appearance(a):
-    """The appearance term (kp3d/model/appearance.py) of point sets on 300 test faces, each point
-    with its best template (the direction of its mean patch): the higher, the more a keypoint
-    gains there. True landmarks, the rigid ring of `ceiling` (inside the head's outline), the
+    """The template amplitude of the refinement (kp3d/model/appearance.py) at point sets on 300
+    test faces, each point with its best template (the direction of its mean patch): the
+    higher, the more a refined keypoint gains there. True landmarks, the rigid ring of `ceiling` (inside the head's outline), the
     ring fixed on the head in 3D, points scattered around the head's centre, random points.
 
     Then, for one landmark of each kind with its best template, how often the template's best
@@ -246,8 +247,9 @@ def cmd_appearance(a):
     centre = np.stack([sc.to_pixels(sc.object_centre[None]) for sc in scenes])
     gt = np.stack([sc.to_pixels(sc.landmarks) for sc in scenes])
     sets = {f"landmarks: {name}": gt[:, idx] for name, idx in APPEARANCE_GROUPS.items()}
-    sets.update({"ring in the image (centre and size)": np.stack([ring_keypoints(sc, "image") for sc in scenes]),
-                 "ring fixed on the head in 3D": np.stack([ring_keypoints(sc, "pose") for sc in scenes]),
+    ring = {turn: np.stack([ring_keypoints(sc, turn) for sc in scenes]) for turn in ("image", "pose")}
+    sets.update({"ring in the image (centre and size)": ring["image"],
+                 "ring fixed on the head in 3D": ring["pose"],
                  "around the head's centre (4 px)": centre + rng.normal(0, 4, (len(ds), 8, 2)),
                  "random in the image": rng.uniform(8, SIZE - 8, (len(ds), 8, 2))})
     for name, px in sets.items():
