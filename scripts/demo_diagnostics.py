@@ -232,8 +232,9 @@ APPEARANCE_SEARCHES = {"eye": (0, [0, 1]), "brow": (9, [9, 10, 11, 12]),
 def cmd_appearance(a):
     """The template amplitude of the refinement (kp3d/model/appearance.py) at point sets on 300
     test faces, each point with its best template (the direction of its mean patch): the
-    higher, the more a refined keypoint gains there. True landmarks, the rigid ring of `ceiling` (inside the head's outline), the
-    ring fixed on the head in 3D, points scattered around the head's centre, random points.
+    higher, the more a refined keypoint gains there. True landmarks, the rigid ring of
+    `ceiling` (inside the head's outline), the ring fixed on the head in 3D, points scattered
+    around the head's centre, random points.
 
     Then, for one landmark of each kind with its best template, how often the template's best
     match over the whole image lies within 3 pixels of a landmark of that kind (either side):

@@ -210,9 +210,9 @@ class KeypointModel(nn.Module):
             return keypoints, None
         c = self.config
         with torch.no_grad():
-            refined = refine_keypoints(images.detach().float(), keypoints.detach().float(),
-                                       self.templates.detach().float(), c.refine_radius,
-                                       c.refine_reach, c.refine_temperature, backend=c.backend)
+            refined = refine_keypoints(images.float(), keypoints.float(), self.templates.float(),
+                                       c.refine_radius, c.refine_reach, c.refine_temperature,
+                                       backend=c.backend)
         return torch.cat([keypoints.float(), refined], 1), refined
 
     def lift(self, keypoints):
@@ -273,7 +273,7 @@ class KeypointModel(nn.Module):
         out["points_2d"], refined = self.points_2d(images, kp)
         if refined is not None:
             out["refined"] = refined
-            out["templates"] = template_loss(images.detach(), refined, self.templates,
+            out["templates"] = template_loss(images, refined, self.templates,
                                              self.config.refine_radius)
         if self.has_3d:
             out.update(self.lift(out["points_2d"]))
