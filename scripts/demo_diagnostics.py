@@ -17,6 +17,8 @@ the projection loss on the detector, and other levers").
     python scripts/demo_diagnostics.py appearance        # the refinement's template amplitude at true
                                                          # landmarks, on a ring, at random; and what
                                                          # a search of the whole image finds
+    python scripts/demo_diagnostics.py rigid RUN_DIR     # how far the points are from a rigid head, and
+                                                         # the r3 of an ideal rigid lifter on them
 
 The figures of noise, gt and refit are r2 = 2D NME / mean-landmark baseline and r3 = 3D NME /
 flat-lift baseline on 300 test faces, the regressor fit on 500 (SPEC section 8). One thread; a
@@ -170,9 +172,8 @@ def ring_keypoints(scene, turn, ring=RING):
     none of the head's pose (`image`), its roll only (`roll`) or all of it (`pose`)."""
     from kp3d.data import render
 
-    yaw, pitch, roll = (np.radians(getattr(scene, f"{n}_deg")) for n in ("yaw", "pitch", "roll"))
-    R = {"image": np.eye(3), "roll": render.rotation_matrix(roll=roll),
-         "pose": render.rotation_matrix(yaw, pitch, roll)}[turn]
+    R = {"image": np.eye(3), "roll": render.rotation_matrix(roll=np.radians(scene.roll_deg)),
+         "pose": head_rotation(scene)}[turn]
     return scene.to_pixels(scene.object_centre + ring @ R.T)
 
 
@@ -216,6 +217,90 @@ def cmd_ceiling(a):
     print(f"the skin's centroid, x from the head's centre: {shift[yaw < -50].mean():+.1f} px at yaw "
           f"< -50, {shift[np.abs(yaw) < 10].mean():+.1f} px at |yaw| < 10, {shift[yaw > 50].mean():+.1f} "
           f"px at yaw > 50 (test faces)")
+
+
+def head_rotation(scene):
+    """The head's true rotation in a synthetic scene (head frame -> world)."""
+    from kp3d.data import render
+
+    return render.rotation_matrix(*(np.radians(getattr(scene, f"{n}_deg")) for n in ("yaw", "pitch", "roll")))
+
+
+def head_cameras(scenes):
+    """(A (N, 2, 3), base (N, 2)): the pixel of a head-frame point X in scene i is base_i + A_i X,
+    A_i = diag(s, -s) R_i[:2] (the generator's weak perspective; image y points down)."""
+    A = np.stack([np.diag([sc.scale, -sc.scale]) @ head_rotation(sc)[:2] for sc in scenes])
+    return A, np.stack([sc.to_pixels(sc.object_centre[None])[0] for sc in scenes])
+
+
+def rigid_head_fit(points, scenes):
+    """The head-frame position X (K, 3) of each of K points that best explains its pixels
+    (N, K, 2) as a point fixed on the head, at the scenes' true poses (least squares)."""
+    A, base = head_cameras(scenes)
+    rhs = (points - base[:, None]).transpose(0, 2, 1).reshape(-1, points.shape[1])  # (2N, K)
+    return np.linalg.lstsq(A.reshape(-1, 3), rhs, rcond=None)[0].T
+
+
+def fitted_head_depth(points, X):
+    """Depth (N, K), pixels, of the rigid head X (K, 3) at the weak-perspective pose that best
+    fits each image's points (N, K, 2): an affine camera by least squares, made a scaled
+    rotation (the nearest one by SVD); the third row is the cross product of the first two."""
+    design = np.c_[X, np.ones(len(X))]
+    depth = []
+    for p in points:
+        cam = np.linalg.lstsq(design, p, rcond=None)[0][:3].T  # (2, 3)
+        U, sv, Vt = np.linalg.svd(cam, full_matrices=False)
+        rows = U @ Vt * np.array([[1.0], [-1.0]])  # image y points down, the head's y up
+        depth.append(sv.mean() * X @ np.cross(rows[0], rows[1]))
+    return np.array(depth)
+
+
+def rigid_report(name, points, scenes, gt):
+    """Print how far the test points sit from a rigid head (fit on the train split) at the true
+    pose, and r3 with that head's depth at the true pose and at the pose fitted to the points.
+    points, scenes: {split: (N, K, 2) pixels / scenes} for train, regress and test."""
+    X = rigid_head_fit(points["train"], scenes["train"])
+    A, base = head_cameras(scenes["test"])
+    dist = np.linalg.norm(np.einsum("nij,kj->nki", A, X) + base[:, None] - points["test"], axis=-1).mean(0)
+    splits = ("regress", "test")
+
+    def r3(depth):  # the 2D points with a depth, in the [-1, 1] frame
+        p3 = {s: np.concatenate([to_frame(points[s]), depth[s][..., None] / ((SIZE - 1) / 2)], -1)
+              for s in splits}
+        return ratios(to_frame(points["regress"]), to_frame(points["test"]), p3["regress"], p3["test"],
+                      gt["regress"], gt["test"])
+    true_depth = {s: np.stack([sc.scale * X @ head_rotation(sc)[2] for sc in scenes[s]]) for s in splits}
+    r2, at_true_pose = r3(true_depth)
+    at_fitted_pose = r3({s: fitted_head_depth(points[s], X) for s in splits})[1]
+    print(f"{name}: {dist.mean():.1f} px from a rigid head (per point {np.array2string(dist, precision=1, max_line_width=10 ** 6)}); "
+          f"r2 {r2:.3f}, r3 with its depth at the true pose {at_true_pose:.3f}, "
+          f"at the pose fitted to the points {at_fitted_pose:.3f}", flush=True)
+
+
+def cmd_rigid(a):
+    """Can any lifter find depth in these 2D points? Each point is given the head-frame position
+    that fits it best over 1500 training faces at their TRUE poses (a rigid head); then on the
+    test faces: how far the points sit from it (pixels at 64 x 64), and r3 when their depth is
+    that head's at the true pose, and at the pose fitted to the 2D points themselves (what an
+    ideal rigid lifter could do). Beside them, 8 true landmarks with Gaussian noise."""
+    n = {"train": 1500, "regress": 500, "test": 300}
+    ds = {s: build_dataset(DATA, s, SIZE, length=k) for s, k in n.items()}
+    scenes = {s: [scene_of(d, i) for i in range(len(d))] for s, d in ds.items()}
+    gt = {s: landmarks(s, n[s])[:2] for s in ("regress", "test")}
+    if a.run:
+        from kp3d.model.keypoint_model import predict_dataset
+        from kp3d.train.trainer import load_model
+
+        model, _ = load_model(a.run)
+        if model.config.image_size != SIZE:
+            raise SystemExit(f"rigid: the model must work at {SIZE} x {SIZE}, not {model.config.image_size}")
+        px = {s: (predict_dataset(model, d)["keypoints_2d"] + 1) / 2 * (SIZE - 1) for s, d in ds.items()}
+        rigid_report("the model's points", px, scenes, gt)
+    rng = np.random.default_rng(0)
+    true = {s: np.stack([sc.to_pixels(sc.landmarks[LANDMARKS]) for sc in scenes[s]]) for s in scenes}
+    for sigma in a.sigmas:
+        noisy = {s: true[s] + rng.normal(0, sigma, true[s].shape) for s in true}
+        rigid_report(f"8 true landmarks, noise {sigma:g} px", noisy, scenes, gt)
 
 
 # landmark groups of synthetic:face scored by `appearance` (indices into LANDMARK_NAMES)
@@ -621,6 +706,9 @@ def main():
     pp.add_argument("--out", default="parts.png")
     sub.add_parser("edge-use").add_argument("run", help="checkpoint file or run folder")
     sub.add_parser("copies").add_argument("run", help="checkpoint file or run folder")
+    rg = sub.add_parser("rigid")
+    rg.add_argument("run", nargs="?", help="checkpoint file or run folder (none: landmarks only)")
+    rg.add_argument("--sigmas", type=float, nargs="*", default=[0, 3, 6])
     o = sub.add_parser("oracle")
     o.add_argument("source", help="landmarks, empty, ring-image, ring-roll, ring-pose (the "
                    "patterns of `ceiling`), or a run folder / checkpoint")
@@ -657,7 +745,7 @@ def main():
     {"noise": cmd_noise, "gt": cmd_gt, "refit": cmd_refit, "heatmaps": cmd_heatmaps,
      "edge-use": cmd_edge_use, "oracle": cmd_oracle, "ceiling": cmd_ceiling,
      "mirror": cmd_mirror, "appearance": cmd_appearance, "follow": cmd_follow, "regions": cmd_regions,
-     "parts": cmd_parts, "copies": cmd_copies}[a.cmd](a)
+     "parts": cmd_parts, "copies": cmd_copies, "rigid": cmd_rigid}[a.cmd](a)
 
 
 if __name__ == "__main__":
