@@ -296,9 +296,9 @@ def cmd_rigid(a):
             raise SystemExit(f"rigid: the model must work at {SIZE} x {SIZE}, not {model.config.image_size}")
         px = {s: (predict_dataset(model, d)["keypoints_2d"] + 1) / 2 * (SIZE - 1) for s, d in ds.items()}
         rigid_report("the model's points", px, scenes, gt)
-    rng = np.random.default_rng(0)
     true = {s: np.stack([sc.to_pixels(sc.landmarks[LANDMARKS]) for sc in scenes[s]]) for s in scenes}
     for sigma in a.sigmas:
+        rng = np.random.default_rng(0)  # the same draw whichever sigmas are asked for
         noisy = {s: true[s] + rng.normal(0, sigma, true[s].shape) for s in true}
         rigid_report(f"8 true landmarks, noise {sigma:g} px", noisy, scenes, gt)
 
