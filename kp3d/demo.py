@@ -66,7 +66,7 @@ SETTINGS = {
     # 2000 steps: seeds differ a lot in how fast the keypoints settle (some still improve at
     # step 1000, one drifts a little after it; docs/training.md), and 2000 fit in 15 minutes.
     # K = 12: with the refined copies (24 points) it meets the 2D target with seeds 0, 1 and 2
-    # (0.45 / 0.44 / 0.44 at step 2000), K = 8 with two of them (0.46 / 0.54 / 0.44;
+    # (0.450 / 0.436 / 0.435 at step 2000), K = 8 with two of them (0.463 / 0.539 / 0.441;
     # docs/training.md, "Refined keypoints").
     "cpu": DemoSettings("cpu", steps=2000, keypoints=12),
     # 4000 steps: on an H100 this setting's 2D and 3D figures were flat from step 2000 to 4000,
