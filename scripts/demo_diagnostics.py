@@ -19,6 +19,9 @@ the projection loss on the detector, and other levers").
                                                          # a search of the whole image finds
     python scripts/demo_diagnostics.py rigid RUN_DIR     # how far the points are from a rigid head, and
                                                          # the r3 of an ideal rigid lifter on them
+    python scripts/demo_diagnostics.py search [RUN_DIR]  # how far the refinement's search moves true
+                                                         # landmarks; an active-shape fit from the
+                                                         # model's pose
 
 The figures of noise, gt and refit are r2 = 2D NME / mean-landmark baseline and r3 = 3D NME /
 flat-lift baseline on 300 test faces, the regressor fit on 500 (SPEC section 8). One thread; a
@@ -241,24 +244,57 @@ def rigid_head_fit(points, scenes):
     return np.linalg.lstsq(A.reshape(-1, 3), rhs, rcond=None)[0].T
 
 
-def fitted_head_depth(points, X):
-    """Depth (N, K), pixels, of the rigid head X (K, 3) at the weak-perspective pose that best
-    fits each image's points (N, K, 2): an affine camera by least squares, made a scaled
-    rotation (the nearest one by SVD); the third row is the cross product of the first two."""
-    design = np.c_[X, np.ones(len(X))]
-    depth = []
+def scaled_orthographic_camera(X, p):
+    """(rows (2, 3), translation (2,)): the weak-perspective camera, pixel = X rows^T +
+    translation, that best fits the pixels p (K, 2) of the head-frame points X (K, 3): an affine
+    camera by least squares, made a scaled rotation (the nearest one by SVD, one scale)."""
+    cam = np.linalg.lstsq(np.c_[X, np.ones(len(X))], p, rcond=None)[0][:3].T  # (2, 3)
+    U, sv, Vt = np.linalg.svd(cam, full_matrices=False)
+    rows = sv.mean() * U @ Vt
+    return rows, p.mean(0) - X.mean(0) @ rows.T
+
+
+def fitted_head_rotations(points, X):
+    """((N, 3, 3) rotations, (N,) scales): the weak-perspective pose of the rigid head X (K, 3)
+    that best fits each image's points (N, K, 2) (`scaled_orthographic_camera`); image y points
+    down, the head's y up; the third row is the cross product of the first two."""
+    rotations, scales = [], []
     for p in points:
-        cam = np.linalg.lstsq(design, p, rcond=None)[0][:3].T  # (2, 3)
-        U, sv, Vt = np.linalg.svd(cam, full_matrices=False)
-        rows = U @ Vt * np.array([[1.0], [-1.0]])  # image y points down, the head's y up
-        depth.append(sv.mean() * X @ np.cross(rows[0], rows[1]))
-    return np.array(depth)
+        rows = scaled_orthographic_camera(X, p)[0]
+        scale = np.linalg.norm(rows[0])
+        r0, r1 = rows[0] / scale, -rows[1] / scale
+        rotations.append(np.stack([r0, r1, np.cross(r0, r1)]))
+        scales.append(scale)
+    return np.array(rotations), np.array(scales)
 
 
-def rigid_report(name, points, scenes, gt):
+def fitted_head_depth(points, X):
+    """Depth (N, K), pixels, of the rigid head X (K, 3) at the pose that best fits each image's
+    points (N, K, 2) (`fitted_head_rotations`)."""
+    R, scale = fitted_head_rotations(points, X)
+    return scale[:, None] * np.einsum("kj,nj->nk", X, R[:, 2])
+
+
+def rotation_angle_deg(R1, R2):
+    """(N,) geodesic angles in degrees between rotations (N, 3, 3)."""
+    c = (np.einsum("nij,nij->n", R1, R2) - 1) / 2
+    return np.degrees(np.arccos(np.clip(c, -1.0, 1.0)))
+
+
+def head_rotation_off(scene, rng, sigma_deg):
+    """The head's rotation in a synthetic scene with Gaussian noise of sigma_deg degrees added to
+    its yaw and its pitch (the roll, which the 2D points show, kept)."""
+    from kp3d.data import render
+
+    yaw, pitch = rng.normal(0.0, sigma_deg, 2) + (scene.yaw_deg, scene.pitch_deg)
+    return render.rotation_matrix(np.radians(yaw), np.radians(pitch), np.radians(scene.roll_deg))
+
+
+def rigid_report(name, points, scenes, gt, pose_noise=()):
     """Print how far the test points sit from a rigid head (fit on the train split) at the true
-    pose, and r3 with that head's depth at the true pose and at the pose fitted to the points.
-    points, scenes: {split: (N, K, 2) pixels / scenes} for train, regress and test."""
+    pose, and r3 with that head's depth at the true pose and at the pose fitted to the points;
+    then for each of `pose_noise` (degrees), r3 at the true pose with that much Gaussian noise on
+    its yaw and pitch. points, scenes: {split: (N, K, 2) pixels / scenes} for train, regress, test."""
     X = rigid_head_fit(points["train"], scenes["train"])
     A, base = head_cameras(scenes["test"])
     dist = np.linalg.norm(np.einsum("nij,kj->nki", A, X) + base[:, None] - points["test"], axis=-1).mean(0)
@@ -272,35 +308,125 @@ def rigid_report(name, points, scenes, gt):
     true_depth = {s: np.stack([sc.scale * X @ head_rotation(sc)[2] for sc in scenes[s]]) for s in splits}
     r2, at_true_pose = r3(true_depth)
     at_fitted_pose = r3({s: fitted_head_depth(points[s], X) for s in splits})[1]
+    true_test = np.stack([head_rotation(sc) for sc in scenes["test"]])
+    fitted_off = np.median(rotation_angle_deg(fitted_head_rotations(points["test"], X)[0], true_test))
     print(f"{name}: {dist.mean():.1f} px from a rigid head (per point {np.array2string(dist, precision=1, max_line_width=10 ** 6)}); "
           f"r2 {r2:.3f}, r3 with its depth at the true pose {at_true_pose:.3f}, "
-          f"at the pose fitted to the points {at_fitted_pose:.3f}", flush=True)
+          f"at the pose fitted to the points {at_fitted_pose:.3f} (off by {fitted_off:.0f} deg, median)",
+          flush=True)
+    for sigma in pose_noise:
+        rng = np.random.default_rng(0)  # the same draw whichever sigmas are asked for
+        off = {s: np.stack([head_rotation_off(sc, rng, sigma) for sc in scenes[s]]) for s in splits}
+        depth = {s: np.stack([sc.scale * X @ R[2] for sc, R in zip(scenes[s], off[s])]) for s in splits}
+        print(f"  r3 with its depth at the true pose, yaw and pitch off by {sigma:g} deg (Gaussian; "
+              f"{np.median(rotation_angle_deg(off['test'], true_test)):.0f} deg median): {r3(depth)[1]:.3f}",
+              flush=True)
 
 
 def cmd_rigid(a):
     """Can any lifter find depth in these 2D points? Each point is given the head-frame position
     that fits it best over 1500 training faces at their TRUE poses (a rigid head); then on the
-    test faces: how far the points sit from it (pixels at 64 x 64), and r3 when their depth is
-    that head's at the true pose, and at the pose fitted to the 2D points themselves (what an
-    ideal rigid lifter could do). Beside them, 8 true landmarks with Gaussian noise."""
+    test faces: how far the points sit from it (pixels at 64 x 64, or at the model's image
+    size), and r3 when their depth is that head's at the true pose, and at the pose fitted to
+    the 2D points themselves (what an ideal rigid lifter could do). Beside them, 8 true
+    landmarks with Gaussian noise (pixels at the same size)."""
+    global SIZE
+    model = None
+    if a.run:
+        from kp3d.train.trainer import load_model
+
+        model, _ = load_model(a.run)
+        SIZE = model.config.image_size  # every conversion of this script follows the model's size
     n = {"train": 1500, "regress": 500, "test": 300}
     ds = {s: build_dataset(DATA, s, SIZE, length=k) for s, k in n.items()}
     scenes = {s: [scene_of(d, i) for i in range(len(d))] for s, d in ds.items()}
     gt = {s: landmarks(s, n[s])[:2] for s in ("regress", "test")}
-    if a.run:
+    if model is not None:
         from kp3d.model.keypoint_model import predict_dataset
-        from kp3d.train.trainer import load_model
 
-        model, _ = load_model(a.run)
-        if model.config.image_size != SIZE:
-            raise SystemExit(f"rigid: the model must work at {SIZE} x {SIZE}, not {model.config.image_size}")
         px = {s: (predict_dataset(model, d)["keypoints_2d"] + 1) / 2 * (SIZE - 1) for s, d in ds.items()}
-        rigid_report("the model's points", px, scenes, gt)
+        rigid_report("the model's points", px, scenes, gt, a.pose_noise)
     true = {s: np.stack([sc.to_pixels(sc.landmarks[LANDMARKS]) for sc in scenes[s]]) for s in scenes}
     for sigma in a.sigmas:
         rng = np.random.default_rng(0)  # the same draw whichever sigmas are asked for
         noisy = {s: true[s] + rng.normal(0, sigma, true[s].shape) for s in true}
         rigid_report(f"8 true landmarks, noise {sigma:g} px", noisy, scenes, gt)
+
+
+# (reach, temperature) pairs of the refinement's search scored by `search`: the default first
+SEARCH_SETTINGS = ((0.19, 0.02), (0.13, 0.02), (0.10, 0.02), (0.065, 0.02), (0.19, 0.005))
+
+
+def to_pixels(frame):
+    """The kp3d frame [-1, 1] -> pixels (the inverse of `to_frame`)."""
+    return (np.asarray(frame) + 1) / 2 * (SIZE - 1)
+
+
+def template_search(images, templates, start_px, reach, temperature, radius=2):
+    """(N, L, 2) pixels: the refinement's search (kp3d/model/appearance.py) for templates
+    (L, D) from start_px (N, L, 2), in batches."""
+    from kp3d.model.appearance import refine_keypoints
+
+    found = [refine_keypoints(images[i:i + 100], torch.as_tensor(to_frame(start_px[i:i + 100]), dtype=images.dtype),
+                              templates, radius, reach, temperature).numpy()
+             for i in range(0, len(images), 100)]
+    return to_pixels(np.concatenate(found))
+
+
+def cmd_search(a):
+    """How local is the refinement's search? Each of 8 true landmarks gets its own mean patch
+    over the training faces as its template (the best a learned template could be). From the
+    landmarks' true places on the test faces, the search (soft-argmax of amplitude / temperature
+    - d^2 / (2 reach^2)) moves them this far, for a few reaches and temperatures; beside it the
+    hard best match within a disc. With RUN: how far the model's copies sit from its keypoints,
+    and an active-shape fit with everything true but the start: the 8 landmarks' rigid head
+    (their head-frame places at the true poses), placed at the pose that best fits the model's
+    points (their own rigid head), searched for, the pose refit to what was found, repeated."""
+    from kp3d.model.appearance import local_patches, template_response
+
+    n = {"train": a.train_faces, "test": a.faces}
+    ds = {s: build_dataset(DATA, s, SIZE, length=k) for s, k in n.items()}
+    scenes = {s: [scene_of(d, i) for i in range(len(d))] for s, d in ds.items()}
+    images = {s: torch.stack([d[i]["image"] for i in range(len(d))]) for s, d in ds.items()}
+    true = {s: np.stack([sc.to_pixels(sc.landmarks[LANDMARKS]) for sc in scenes[s]]) for s in scenes}
+    templates = local_patches(images["train"], torch.as_tensor(to_frame(true["train"]), dtype=torch.float32), 2).mean(0)
+
+    def err(found):  # (mean over the two eyes, mean over all 8) in pixels
+        e = np.linalg.norm(found - true["test"], axis=-1).mean(0)
+        return f"eyes {e[:2].mean():.1f} px, all 8 {e.mean():.1f} px"
+    print(f"from the true landmarks of {a.faces} test faces, each with its own mean patch as template:")
+    for reach, temperature in SEARCH_SETTINGS:
+        found = template_search(images["test"], templates, true["test"], reach, temperature)
+        print(f"  search, reach {reach:g} ({reach * (SIZE - 1) / 2:.0f} px), temperature {temperature:g}: "
+              f"moved {err(found)}")
+    response = template_response(images["test"], templates, 2).numpy()  # (N, 8, S, S)
+    ys, xs = np.mgrid[:SIZE, :SIZE]
+    for disc in (2, 3, 6):
+        d2 = (xs - true["test"][..., 0, None, None]) ** 2 + (ys - true["test"][..., 1, None, None]) ** 2
+        best = np.where(d2 <= disc * disc, response, -np.inf).reshape(*response.shape[:2], -1).argmax(-1)
+        print(f"  best match within {disc} px: moved {err(np.stack([best % SIZE, best // SIZE], -1))}")
+    if not a.run:
+        return
+    from kp3d.model.keypoint_model import predict_dataset
+    from kp3d.train.trainer import load_model
+
+    model, _ = load_model(a.run)
+    if model.config.image_size != SIZE or not model.config.refine_reach:
+        raise SystemExit(f"search: the model must work at {SIZE} x {SIZE} and have refined keypoints")
+    K = model.config.num_keypoints
+    points = {s: to_pixels(predict_dataset(model, d)["keypoints_2d"]) for s, d in ds.items()}
+    gap = np.linalg.norm(points["test"][:, K:] - points["test"][:, :K], axis=-1)
+    print(f"the model's copies sit {gap.mean():.1f} px from their keypoints (median "
+          f"{np.median(gap):.1f}, 90th percentile {np.percentile(gap, 90):.1f}, largest {gap.max():.0f})")
+    X_points = rigid_head_fit(points["train"], scenes["train"])
+    X_marks = rigid_head_fit(true["train"], scenes["train"])
+    cams = [scaled_orthographic_camera(X_points, p) for p in points["test"]]
+    print("active-shape fit from the pose of the model's points, true templates and head:")
+    for step, reach in enumerate(a.reaches):
+        start = np.stack([X_marks @ rows.T + t for rows, t in cams])
+        found = template_search(images["test"], templates, start, reach, 0.02)
+        print(f"  round {step + 1}: start {err(start)} off; search, reach {reach:g}: {err(found)}")
+        cams = [scaled_orthographic_camera(X_marks, p) for p in found]
 
 
 # landmark groups of synthetic:face scored by `appearance` (indices into LANDMARK_NAMES)
@@ -709,6 +835,15 @@ def main():
     rg = sub.add_parser("rigid")
     rg.add_argument("run", nargs="?", help="checkpoint file or run folder (none: landmarks only)")
     rg.add_argument("--sigmas", type=float, nargs="*", default=[0, 3, 6])
+    rg.add_argument("--pose-noise", type=float, nargs="*", default=[], metavar="DEG",
+                    help="with RUN, also r3 of the model's points at the true pose with this much "
+                         "Gaussian noise on its yaw and pitch")
+    se = sub.add_parser("search")
+    se.add_argument("run", nargs="?", help="checkpoint file or run folder with refined keypoints")
+    se.add_argument("--faces", type=int, default=300, help="test faces")
+    se.add_argument("--train-faces", type=int, default=1500, help="faces for the templates and heads")
+    se.add_argument("--reaches", type=float, nargs="+", default=[0.13, 0.1, 0.065, 0.065],
+                    help="the active-shape fit's reach in each round (temperature 0.02)")
     o = sub.add_parser("oracle")
     o.add_argument("source", help="landmarks, empty, ring-image, ring-roll, ring-pose (the "
                    "patterns of `ceiling`), or a run folder / checkpoint")
@@ -745,7 +880,7 @@ def main():
     {"noise": cmd_noise, "gt": cmd_gt, "refit": cmd_refit, "heatmaps": cmd_heatmaps,
      "edge-use": cmd_edge_use, "oracle": cmd_oracle, "ceiling": cmd_ceiling,
      "mirror": cmd_mirror, "appearance": cmd_appearance, "follow": cmd_follow, "regions": cmd_regions,
-     "parts": cmd_parts, "copies": cmd_copies, "rigid": cmd_rigid}[a.cmd](a)
+     "parts": cmd_parts, "copies": cmd_copies, "rigid": cmd_rigid, "search": cmd_search}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,17 @@ def load_script():
     return module
 
 
+def train_tiny(folder, runs, image_size=32):
+    """Train a one-step tiny model under folder/NAME for each {NAME: extra `kp3d train` args}."""
+    from kp3d.cli import main as kp3d_main
+
+    tiny = ["--data", "synthetic:face", "--keypoints", "4", "--steps", "1", "--image-size",
+            str(image_size), "--detector-widths", "8,16", "--decoder-widths", "8,16",
+            "--batch-size", "2", "--train-images", "4", "--no-progress", "--reconstruction", "l1"]
+    for name, extra in runs.items():
+        assert kp3d_main(["train", "--out", str(folder / name)] + tiny + extra) == 0
+
+
 @pytest.mark.parametrize("source,seen", [
     ("landmarks", []), ("empty", []), ("landmarks", ["--mask-grid", "4", "--mask-keep", "0.25"]),
     ("landmarks", ["--warp", "0.2"]), ("empty", ["--shuffle", "4"]), ("landmarks", ["--blur", "3"]),
@@ -145,13 +156,7 @@ def test_region_centroids_move_with_the_yaw_and_leave_the_data_alone():
 
 
 def test_parts_draws_a_part_map_model_and_refuses_others(tmp_path):
-    from kp3d.cli import main as kp3d_main
-
-    tiny = ["--data", "synthetic:face", "--keypoints", "4", "--steps", "1", "--image-size", "32",
-            "--detector-widths", "8,16", "--decoder-widths", "8,16", "--batch-size", "2",
-            "--train-images", "4", "--no-progress", "--reconstruction", "l1"]
-    for name, extra in (("parts", ["--part-maps"]), ("plain", [])):
-        assert kp3d_main(["train", "--out", str(tmp_path / name)] + tiny + extra) == 0
+    train_tiny(tmp_path, {"parts": ["--part-maps"], "plain": []})
     out = tmp_path / "parts.png"
     res = subprocess.run([sys.executable, str(SCRIPT), "parts", str(tmp_path / "parts"), "--out", str(out)],
                          capture_output=True, text=True, timeout=300)
@@ -164,13 +169,7 @@ def test_parts_draws_a_part_map_model_and_refuses_others(tmp_path):
 
 
 def test_copies_scores_all_points_and_each_half_and_refuses_plain_models(tmp_path):
-    from kp3d.cli import main as kp3d_main
-
-    tiny = ["--data", "synthetic:face", "--keypoints", "4", "--steps", "1", "--image-size", "32",
-            "--detector-widths", "8,16", "--decoder-widths", "8,16", "--batch-size", "2",
-            "--train-images", "4", "--no-progress", "--reconstruction", "l1"]
-    for name, extra in (("refined", ["--refine-reach", "0.2"]), ("plain", [])):
-        assert kp3d_main(["train", "--out", str(tmp_path / name)] + tiny + extra) == 0
+    train_tiny(tmp_path, {"refined": ["--refine-reach", "0.2"], "plain": []})
     res = subprocess.run([sys.executable, str(SCRIPT), "copies", str(tmp_path / "refined")],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
@@ -196,6 +195,44 @@ def test_rigid_head_fit_recovers_points_fixed_on_the_head_and_their_depth():
     np.testing.assert_allclose(dd.rigid_head_fit(points, scenes), X, atol=1e-9)
     true_depth = np.stack([sc.scale * X @ dd.head_rotation(sc)[2] for sc in scenes])
     np.testing.assert_allclose(dd.fitted_head_depth(points, X), true_depth, atol=1e-6)
+    true_rotations = np.stack([dd.head_rotation(sc) for sc in scenes])
+    R, scale = dd.fitted_head_rotations(points, X)
+    np.testing.assert_allclose(dd.rotation_angle_deg(R, true_rotations), 0.0, atol=1e-4)
+    np.testing.assert_allclose(scale, [sc.scale for sc in scenes], rtol=1e-9)
+
+
+def test_head_rotation_off_perturbs_yaw_and_pitch_by_the_asked_amount():
+    from kp3d.data import build_dataset
+
+    dd = load_script()
+    ds = build_dataset("synthetic:face", "test", 64, length=200)
+    scenes = [dd.scene_of(ds, i) for i in range(len(ds))]
+    true = np.stack([dd.head_rotation(sc) for sc in scenes])
+    rng = np.random.default_rng(0)
+    exact = np.stack([dd.head_rotation_off(sc, rng, 0.0) for sc in scenes])
+    np.testing.assert_allclose(exact, true, atol=1e-12)
+    for sigma in (5.0, 20.0):
+        off = np.stack([dd.head_rotation_off(sc, rng, sigma) for sc in scenes])
+        angle = dd.rotation_angle_deg(off, true)
+        # two independent Gaussian angles: the median geodesic angle is sigma sqrt(2 ln 2) = 1.18 sigma
+        assert 1.0 * sigma < np.median(angle) < 1.4 * sigma, np.median(angle)
+
+
+def test_search_moves_true_landmarks_less_the_shorter_its_reach():
+    res = subprocess.run([sys.executable, str(SCRIPT), "search", "--faces", "40", "--train-faces", "60"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    rows = re.findall(r"reach ([0-9.]+) \(\d+ px\), temperature ([0-9.]+): moved eyes ([0-9.]+) px, "
+                      r"all 8 ([0-9.]+) px", res.stdout)
+    moved = {(float(r), float(t)): float(all8) for r, t, _, all8 in rows}
+    assert len(moved) == 5, res.stdout
+    # at one temperature, a longer reach lets stronger matches further away win
+    assert moved[(0.065, 0.02)] < moved[(0.1, 0.02)] < moved[(0.13, 0.02)] < moved[(0.19, 0.02)], res.stdout
+    # a sharper temperature leaves the same reach's prior weaker against the amplitude
+    assert moved[(0.19, 0.005)] > moved[(0.19, 0.02)], res.stdout
+    disc = [float(v) for v in re.findall(r"best match within \d px: moved eyes [0-9.]+ px, all 8 ([0-9.]+) px",
+                                         res.stdout)]
+    assert len(disc) == 3 and disc[0] <= 2.0 and disc == sorted(disc), res.stdout
 
 
 def test_rigid_lifts_exact_landmarks_and_loses_depth_to_noise():
@@ -210,3 +247,18 @@ def test_rigid_lifts_exact_landmarks_and_loses_depth_to_noise():
     assert d0 < 1.5 < 6 < d6, res.stdout
     # exact points give a pose as good as the true one, nearly; noisy ones lose the depth's gain
     assert true0 < fit0 < 0.6 < 0.9 < fit6, res.stdout
+
+
+def test_search_fits_a_refined_model_and_refuses_others(tmp_path):
+    train_tiny(tmp_path, {"refined": ["--refine-reach", "0.2"], "plain": []}, image_size=64)
+    small = ["--faces", "20", "--train-faces", "40", "--reaches", "0.1", "0.065"]
+    res = subprocess.run([sys.executable, str(SCRIPT), "search", str(tmp_path / "refined"), *small],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert re.search(r"copies sit [0-9.]+ px from their keypoints", res.stdout), res.stdout
+    rounds = re.findall(r"round (\d): start eyes [0-9.]+ px, all 8 ([0-9.]+) px off; search, reach "
+                        r"([0-9.]+): eyes [0-9.]+ px, all 8 ([0-9.]+) px", res.stdout)
+    assert [(r, float(reach)) for r, _, reach, _ in rounds] == [("1", 0.1), ("2", 0.065)], res.stdout
+    res = subprocess.run([sys.executable, str(SCRIPT), "search", str(tmp_path / "plain"), *small],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0 and "refined keypoints" in res.stderr
