@@ -89,8 +89,13 @@ def build_parser():
                         "(default: TrainConfig's, 1)")
     t.add_argument("--refine-reach", type=float, default=0.0,
                    help="> 0: each keypoint also gets a refined copy, the best match of a "
-                        "learned template within about this distance ([-1, 1] frame; the demo: "
-                        "0.19); both are evaluated (not AutoLink; docs/training.md)")
+                        "learned template near it, this the width of a Gaussian prior on the "
+                        "distance ([-1, 1] frame; the demo: 0.19); both are evaluated (not "
+                        "AutoLink; docs/method.md)")
+    t.add_argument("--work-scale", type=int, default=1,
+                   help="> 1: the detector, edge map and decoder work on the image average-pooled "
+                        "by this factor, and --refine-reach's copies are searched for in the full "
+                        "--image-size image (the demo: 128 pooled by 2)")
     t.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default 1e-4)")
     t.add_argument("--weight-decay", type=float, default=1e-3)
     t.add_argument("--edge-lr-mult", type=float, default=1.0,
@@ -197,7 +202,7 @@ def cmd_train(a):
                             temperature=a.temperature, mask_keep=a.mask_keep,
                             mask_grid=a.mask_grid, decoder_input=a.decoder_input,
                             learn_edge_weights=not a.fixed_edge_weights, part_maps=a.part_maps,
-                            refine_reach=a.refine_reach,
+                            refine_reach=a.refine_reach, work_scale=a.work_scale,
                             **({} if a.part_compactness is None
                                else {"part_compactness": a.part_compactness}),
                             **({} if a.edge_weight_init is None

@@ -186,7 +186,7 @@ def draw_pictures(model, spec, preds, out, *, device="cpu", train_dir=None, n_gr
     sub = imgs[np.linspace(0, len(idx) - 1, min(6, len(idx))).astype(int)]
     g = torch.Generator().manual_seed(0)
     fwd = model(sub.to(device), g)
-    visualize.reconstruction_sheet(sub, fwd["masked"].cpu(), fwd["edge_map"].cpu(),
+    visualize.reconstruction_sheet(fwd["target"].cpu(), fwd["masked"].cpu(), fwd["edge_map"].cpu(),
                                    fwd["reconstruction"].float().cpu(),
                                    os.path.join(out, "reconstruction.png"), max_images=6,
                                    scale=max(1, 128 // S))
@@ -287,7 +287,14 @@ def write_report(out, m, pictures, model_config, train_config):
     if reach:
         side = 2 * model_config.get("refine_radius", 2) + 1
         seen += (f"; each keypoint also has a refined copy, the best match of a learned "
-                 f"{side} x {side} template within about {reach:g} of it (both are evaluated)")
+                 f"{side} x {side} template near it, a Gaussian prior of width {reach:g} on the "
+                 f"distance (both are evaluated)")
+    scale = model_config.get("work_scale", 1)
+    if scale > 1:
+        size = model_config["image_size"]
+        seen += (f"; the detector, edge map and decoder work on the {size} x {size} image "
+                 f"average-pooled to {size // scale} x {size // scale}, the copies' search on the "
+                 f"full image")
     L.append(f"- {links}; {proj}; {seen}")
     L.append(f"- device `{m['device']}`, {m['threads']} CPU threads, seed {m['seed']}")
     L.append(f"- time: training {m['time_train_s']:.0f} s, evaluation {m['time_eval_s']:.0f} s, "

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from kp3d_kernels import EdgeMapRenderer
 from kp3d_kernels.modules import AUTOLINK_INITIAL_WEIGHT
@@ -82,12 +83,18 @@ class ModelConfig:
     # part covers a region of one colour (kp3d/model/parts.py; not AutoLink)
     part_maps: bool = False
     part_compactness: float = 1.0  # weight of a pixel's place beside its colour (parts.py)
-    # > 0: each keypoint also gets a refined copy, the best match of a learned template near it
-    # (within about this distance, [-1, 1] frame): the model returns both, and the template loss
-    # ("templates", TrainConfig.w_templates) that learns the templates (kp3d/model/appearance.py)
+    # > 0: each keypoint also gets a refined copy, the best match of a learned template near it;
+    # the width, [-1, 1] frame, of a Gaussian prior on its distance from the keypoint, traded
+    # against the template's amplitude / refine_temperature, so a strong match a few widths away
+    # still wins (kp3d/model/appearance.py). The model returns both, and the template loss
+    # ("templates", TrainConfig.w_templates) that learns the templates
     refine_reach: float = 0.0
     refine_radius: int = 2          # the templates' patches: (2r+1)^2 pixels
     refine_temperature: float = 0.02  # of the template's amplitude, in the image's units
+    # > 1: the detector, the edge map and the decoder work on the image average-pooled by this
+    # factor (work_size pixels a side); the refinement searches the full image_size one, so its
+    # templates see finer detail at about the cost of the smaller model (docs/method.md)
+    work_scale: int = 1
     num_basis: int = 2
     lifter_hidden: int = 256
     lifter_depth: int = 2
@@ -99,25 +106,35 @@ class ModelConfig:
         self.decoder_widths = tuple(int(w) for w in self.decoder_widths)
         self.validate()
 
+    @property
+    def work_size(self):
+        """The side of the image the detector, edge map and decoder work on."""
+        return self.image_size // self.work_scale
+
     def validate(self):
         K, S = self.num_keypoints, self.image_size
         if isinstance(K, bool) or not isinstance(K, int) or K < 2:
             raise ValueError(f"the number of keypoints must be an integer >= 2, got {K!r}")
         if isinstance(S, bool) or not isinstance(S, int) or S < 16:
             raise ValueError(f"the image size must be an integer >= 16, got {S!r}")
+        f = self.work_scale
+        if isinstance(f, bool) or not isinstance(f, int) or f < 1 or S % f or S // f < 16:
+            raise ValueError(f"work_scale must be an integer >= 1 that divides the image size {S} "
+                             f"into a side >= 16, got {f!r}")
+        S, size = self.work_size, ("image size" if f == 1 else "working image size")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         down = 2 ** len(self.detector_widths)
         if len(self.detector_widths) < 2 or S % down:
-            raise ValueError(f"image size {S} must be divisible by 2^{len(self.detector_widths)} "
+            raise ValueError(f"{size} {S} must be divisible by 2^{len(self.detector_widths)} "
                              f"= {down} (detector levels) and there must be >= 2 levels")
         if S % (2 ** (len(self.decoder_widths) - 1)):
-            raise ValueError(f"image size {S} must be divisible by "
+            raise ValueError(f"{size} {S} must be divisible by "
                              f"{2 ** (len(self.decoder_widths) - 1)} (decoder levels)")
         if not (isinstance(self.mask_grid, int) and self.mask_grid >= 1):
             raise ValueError(f"mask_grid must be an integer >= 1, got {self.mask_grid!r}")
         if S % self.mask_grid:
-            raise ValueError(f"image size {S} must be divisible by the mask grid {self.mask_grid}")
+            raise ValueError(f"{size} {S} must be divisible by the mask grid {self.mask_grid}")
         if self.decoder_input not in DECODER_INPUTS:
             raise ValueError(f"decoder_input must be one of {', '.join(DECODER_INPUTS)}, "
                              f"got {self.decoder_input!r}")
@@ -151,7 +168,7 @@ class ModelConfig:
 
     @property
     def sigma(self):
-        return self.edge_sigma or default_edge_sigma(self.num_keypoints, self.image_size,
+        return self.edge_sigma or default_edge_sigma(self.num_keypoints, self.work_size,
                                                      self.edge_falloff)
 
     def to_dict(self):
@@ -173,7 +190,7 @@ class KeypointModel(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        K, S = config.num_keypoints, config.image_size
+        K, S = config.num_keypoints, config.work_size
         self.detector = Detector(K, config.detector_widths, temperature=config.temperature,
                                  backend=config.backend, part_maps=config.part_maps)
         self.renderer = EdgeMapRenderer(K, S, config.sigma, falloff=config.edge_falloff,
@@ -234,6 +251,11 @@ class KeypointModel(nn.Module):
         rest = [p for p in self.parameters() if id(p) not in ids]
         return edge, rest
 
+    def work_images(self, images):
+        """The images the detector, edge map and decoder work on: average-pooled by work_scale."""
+        f = self.config.work_scale
+        return images if f == 1 else F.avg_pool2d(images, f)
+
     # ------------------------------------------------------------------ forward
     def forward(self, images, generator=None, pair=None):
         """Training forward. images (B, 3, S, S) in [-1, 1]; generator: CPU torch.Generator for
@@ -244,6 +266,8 @@ class KeypointModel(nn.Module):
         if shown == "pair" and (pair is None or pair.shape != images.shape):
             raise ValueError(f"decoder_input 'pair' needs pair images of the images' shape "
                              f"{tuple(images.shape)}, got {None if pair is None else tuple(pair.shape)}")
+        full, images = images, self.work_images(images)  # the refinement searches the full image
+        pair = None if pair is None else self.work_images(pair)
         mirror = images.flip(-1) if shown in ("flip", "mirror-warp") else None
         det = self.detector(torch.cat((images, mirror)) if shown == "mirror-warp" else images)
         kp, heatmaps = det["keypoints"][:B], det["heatmaps"][:B]
@@ -263,17 +287,17 @@ class KeypointModel(nn.Module):
             colours = part_colours(heatmaps, images, self.config.temperature).to(images.dtype)
             maps = torch.cat([maps, (maps[:, :, None] * colours[..., None, None]).flatten(1, 2)], 1)
         out = {"keypoints": kp, "heatmaps": heatmaps, "edge_map": edge, "masked": masked,
-               "reconstruction": self.decoder(masked, edge, maps)}
+               "reconstruction": self.decoder(masked, edge, maps), "target": images}
         if self.config.equivariance_shift > 0:
             out["equivariance"] = equivariance_loss(self.detector, images, kp,
                                                     self.config.equivariance_shift, generator=generator)
         if self.config.part_maps:
             out["part_colour"] = part_colour_loss(heatmaps.exp(), images,
                                                   self.config.part_compactness)
-        out["points_2d"], refined = self.points_2d(images, kp)
+        out["points_2d"], refined = self.points_2d(full, kp)
         if refined is not None:
             out["refined"] = refined
-            out["templates"] = template_loss(images, refined, self.templates,
+            out["templates"] = template_loss(full, refined, self.templates,
                                              self.config.refine_radius)
         if self.has_3d:
             out.update(self.lift(out["points_2d"]))
@@ -293,7 +317,7 @@ class KeypointModel(nn.Module):
         keypoints_3d is P3D in the frame of the 2D keypoints (x, y through Pi, z the depth in the
         same units; its sign is a gauge: a weak-perspective model cannot tell a shape from its
         depth mirror)."""
-        det = self.detector(images)
+        det = self.detector(self.work_images(images))
         res = {"keypoints_2d": self.points_2d(images, det["keypoints"].float())[0]}
         if self.has_3d:
             lift = self.lift(res["keypoints_2d"])

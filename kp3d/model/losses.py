@@ -58,8 +58,8 @@ def total_loss(out, target, reconstruction_fn, weights: LossWeights, *, backend=
 
     out: the dict of `KeypointModel.forward` (the projection target is its "points_2d", the
     keypoints and any refined copies; an optional "projection_target" replaces them, e.g.
-    detached during a warm-up); target: the full
-    images (B, 3, S, S).
+    detached during a warm-up); target: the images the decoder reconstructs, its "target"
+    (B, 3, S, S).
     """
     terms = {}
     terms["reconstruction"] = reconstruction_fn(out["reconstruction"].float(), target.float())

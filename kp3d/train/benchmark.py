@@ -58,7 +58,7 @@ def main(argv=None):
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         out = model(x, torch.Generator().manual_seed(i))
-        loss, _ = total_loss(out, x, rec, LossWeights(), backend=a.backend)
+        loss, _ = total_loss(out, out["target"], rec, LossWeights(), backend=a.backend)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -254,7 +254,7 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, *, resume=False, dataset=Non
                 out = ddp_model(images, g, pair)
             if step < cfg.projection_warmup and "projected" in out:
                 out["projection_target"] = out["points_2d"].detach()
-            loss, terms = total_loss(out, images, rec_loss, weights, backend=model_cfg.backend)
+            loss, terms = total_loss(out, out["target"], rec_loss, weights, backend=model_cfg.backend)
             if not math.isfinite(float(loss.detach())):
                 raise FloatingPointError(f"the loss became {float(loss.detach())} at step {step + 1} "
                                          f"(terms {terms}); lower --lr or check the data")
@@ -312,7 +312,7 @@ def save_pictures(model, images, out, folder, step):
     w = model.renderer.weights.detach().cpu().numpy()
     visualize.keypoint_sheet(images, out["keypoints"], edges, w,
                              os.path.join(folder, f"keypoints_{step:08d}.png"))
-    visualize.reconstruction_sheet(images, out["masked"], out["edge_map"],
+    visualize.reconstruction_sheet(out["target"], out["masked"], out["edge_map"],
                                    out["reconstruction"].float(),
                                    os.path.join(folder, f"reconstruction_{step:08d}.png"))
     if model.has_3d:

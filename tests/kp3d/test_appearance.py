@@ -149,8 +149,8 @@ def test_refine_finds_the_templates_feature_near_the_keypoint_only():
 
 
 def tiny_config(**kw):
-    return ModelConfig(num_keypoints=4, image_size=32, detector_widths=(8, 16),
-                       decoder_widths=(8, 16), refine_reach=0.2, **kw)
+    return ModelConfig(**{"num_keypoints": 4, "image_size": 32, "detector_widths": (8, 16),
+                          "decoder_widths": (8, 16), "refine_reach": 0.2, **kw})
 
 
 def test_model_gives_keypoints_then_their_refined_copies():
@@ -206,3 +206,29 @@ def test_configs_check_the_refinement_settings():
     with pytest.raises(ValueError, match="w-templates"):
         TrainConfig(w_templates=-1.0).validate()
     assert TrainConfig(w_templates=0.5).loss_weights(8).templates == 0.5
+
+
+def test_work_scale_runs_the_model_on_the_pooled_image_and_refines_on_the_full_one():
+    torch.manual_seed(0)
+    model = KeypointModel(tiny_config(image_size=64, work_scale=2))
+    assert model.config.work_size == 32 and model.renderer.size == (32, 32)
+    images = torch.rand(2, 3, 64, 64) * 2 - 1
+    out = model(images, generator=torch.Generator().manual_seed(0))
+    pooled = torch.nn.functional.avg_pool2d(images, 2)
+    assert torch.equal(out["target"], pooled)  # what the decoder reconstructs
+    assert out["reconstruction"].shape == out["edge_map"].shape[:1] + (3, 32, 32)
+    assert torch.allclose(out["keypoints"], model.detector(pooled)["keypoints"], atol=1e-6)
+    # the copies are searched for in the full image, the keypoints' frame being the same [-1, 1]
+    expected = refine_keypoints(images, out["keypoints"].detach(), model.templates.detach(), 2, 0.2,
+                                0.02)
+    assert torch.allclose(out["refined"], expected, atol=1e-6)
+    assert not torch.allclose(out["refined"], refine_keypoints(
+        pooled, out["keypoints"].detach(), model.templates.detach(), 2, 0.2, 0.02), atol=1e-3)
+    pred = model.predict(images)
+    assert torch.allclose(pred["keypoints_2d"][:, :4], out["keypoints"], atol=1e-6)
+    assert torch.allclose(pred["keypoints_2d"][:, 4:], expected, atol=1e-6)
+    # the edge map's default width follows the working size, not the image's
+    assert model.config.sigma == tiny_config().sigma
+    for bad in (0, 3, 8, 1.5, True):  # 64 / 8 = 8 pixels: under the 16 a side the model needs
+        with pytest.raises(ValueError, match="work_scale|working image size"):
+            tiny_config(image_size=64, work_scale=bad)

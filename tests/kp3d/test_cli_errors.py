@@ -63,6 +63,7 @@ def foreign_ckpt(tmp_path):
     (TRAIN + ["--mask-grid", "5"], ["mask grid"]),
     (TRAIN + ["--lr-decay", "linear"], ["lr-decay"]),
     (TRAIN + ["--refine-reach", "-0.1"], ["refine_reach"]),
+    (TRAIN + ["--work-scale", "3"], ["work_scale"]),
 ])
 def test_train_bad_input(capsys, tmp_path, argv, words):
     code, err = _run(capsys, argv + ["--out", str(tmp_path / "run")] + TINY)

@@ -107,6 +107,17 @@ def test_refined_keypoints_through_cli(tmp_path):
     assert json.loads((out / "metrics.json").read_text())["num_keypoints"] == 8  # 4 and 4 copies
 
 
+def test_work_scale_through_cli(tmp_path):
+    out = tmp_path / "pooled"
+    tiny = [a if a != "32" else "64" for a in TINY]  # 64 x 64 images, the model at 32 x 32
+    assert main(["train", "--data", "synthetic:face", "--keypoints", "4", "--steps", "2",
+                 "--out", str(out), "--refine-reach", "0.2", "--work-scale", "2", "--eval",
+                 "--regress-images", "12", "--test-images", "6"] + tiny) == 0
+    ckpt = torch.load(out / "ckpt-00000002.pt", weights_only=False)
+    assert ckpt["model_config"]["work_scale"] == 2 and ckpt["model_config"]["image_size"] == 64
+    assert json.loads((out / "metrics.json").read_text())["num_keypoints"] == 8
+
+
 def test_demo_tiny(tmp_path, capsys):
     assert main(["demo", "--tiny", "--no-progress", "--out", str(tmp_path / "demo")]) == 0
     assert "report:" in capsys.readouterr().out
