@@ -35,6 +35,9 @@ class DemoSettings:
     steps: int
     keypoints: int = 8
     image_size: int = 64
+    # > 1: the detector, edge map and decoder work on the image average-pooled by this factor,
+    # the refined copies' search on the full image (ModelConfig.work_scale)
+    work_scale: int = 1
     batch_size: int = 16
     lr: float = 1e-3
     detector_widths: tuple = (16, 32, 64)
@@ -50,10 +53,11 @@ class DemoSettings:
     projection_warmup: int | None = None
     w_projection: float = 1.0
     structure_lr_mult: float = 1.0
-    # Each keypoint also gets a refined copy, the best match of a learned template within about
-    # 6 pixels of it at 64 x 64 (kp3d/model/appearance.py): the keypoints the reconstruction
-    # finds follow the head but not how it turns; the copies, above all on an eye, do
-    # (docs/training.md, "Refined keypoints").
+    # Each keypoint also gets a refined copy, the best match of a learned template near it
+    # (kp3d/model/appearance.py): the keypoints the reconstruction finds follow the head but not
+    # how it turns; the copies, above all on an eye, do (docs/training.md, "Refined keypoints").
+    # 0.19 (6 pixels at 64 x 64) is the width of a Gaussian prior on the distance, which a strong
+    # match further away outweighs: the copies sit 9.5 px from their keypoints on average.
     refine_reach: float = 0.19
     regress_images: int = 500
     test_images: int = 300
@@ -66,9 +70,13 @@ SETTINGS = {
     # 2000 steps: seeds differ a lot in how fast the keypoints settle (some still improve at
     # step 1000, one drifts a little after it; docs/training.md), and 2000 fit in 15 minutes.
     # K = 12: with the refined copies (24 points) it meets the 2D target with seeds 0, 1 and 2
-    # (0.450 / 0.436 / 0.435 at step 2000), K = 8 with two of them (0.463 / 0.539 / 0.441;
-    # docs/training.md, "Refined keypoints").
-    "cpu": DemoSettings("cpu", steps=2000, keypoints=12),
+    # (0.450 / 0.436 / 0.435 at step 2000 at 64 x 64), K = 8 with two of them (0.463 / 0.539 /
+    # 0.441; docs/training.md, "Refined keypoints").
+    # 128 x 128 images, the model working on them pooled to 64 x 64: the copies' templates see
+    # the eyes and the mouth at twice the detail for about 15 % more time a step; 2D 0.369 and
+    # 3D 1.03 x at step 2000, against 0.450 and 1.30 x at 64 x 64 (docs/training.md, "Finer
+    # images for the copies").
+    "cpu": DemoSettings("cpu", steps=2000, keypoints=12, image_size=128, work_scale=2),
     # 4000 steps: on an H100 this setting's 2D and 3D figures were flat from step 2000 to 4000,
     # and settings like it flat up to 7000 (docs/training.md). The images are rendered on the CPU
     # (about 4 ms each): without worker processes a batch of 64 would starve the GPU.
@@ -109,7 +117,7 @@ def run_demo(out="runs/demo", device=None, steps=None, tiny=False, seed=0, progr
                             detector_widths=s.detector_widths, decoder_widths=s.decoder_widths,
                             learn_edge_weights=s.learn_edge_weights,
                             edge_weight_init=s.edge_weight_init, mask_keep=s.mask_keep,
-                            refine_reach=s.refine_reach)
+                            refine_reach=s.refine_reach, work_scale=s.work_scale)
     train_dir = os.path.join(out, "train")
     cfg = TrainConfig(data=DATA, out=train_dir, steps=s.steps, batch_size=s.batch_size, lr=s.lr,
                       seed=seed, device=device, reconstruction=s.reconstruction,
@@ -121,7 +129,9 @@ def run_demo(out="runs/demo", device=None, steps=None, tiny=False, seed=0, progr
                       image_every=s.image_every, num_workers=s.data_workers,
                       progress=progress)
     log(f"kp3d demo: training the full method on {DATA} ({s.name} setting: {s.steps} steps, "
-        f"K = {s.keypoints}, {s.image_size} x {s.image_size}, batch {s.batch_size}, "
+        f"K = {s.keypoints}, {s.image_size} x {s.image_size}"
+        + (f" (the model at {s.image_size // s.work_scale} x {s.image_size // s.work_scale})"
+           if s.work_scale > 1 else "") + f", batch {s.batch_size}, "
         f"device {device}, {torch.get_num_threads()} threads)")
     summary = train(cfg, model_cfg, log=log)
     t_train = time.time() - t_start
