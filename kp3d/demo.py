@@ -67,16 +67,18 @@ class DemoSettings:
 
 
 SETTINGS = {
-    # 2000 steps: seeds differ a lot in how fast the keypoints settle (some still improve at
-    # step 1000, one drifts a little after it; docs/training.md), and 2000 fit in 15 minutes.
     # K = 12: with the refined copies (24 points) it meets the 2D target with seeds 0, 1 and 2
     # (0.450 / 0.436 / 0.435 at step 2000 at 64 x 64), K = 8 with two of them (0.463 / 0.539 /
     # 0.441; docs/training.md, "Refined keypoints").
     # 128 x 128 images, the model working on them pooled to 64 x 64: the copies' templates see
-    # the eyes and the mouth at twice the detail for about 15 % more time a step; 2D 0.369 and
-    # 3D 1.03 x at step 2000, against 0.450 and 1.30 x at 64 x 64 (docs/training.md, "Finer
-    # images for the copies").
-    "cpu": DemoSettings("cpu", steps=2000, keypoints=12, image_size=128, work_scale=2),
+    # the eyes and the mouth at twice the detail; 2D 0.359 / 0.365 / 0.368 x the mean landmark
+    # with seeds 0 / 1 / 2 at step 1000 and 0.369 / 0.366 / 0.354 at step 2000, against
+    # 0.450 / 0.436 / 0.435 at 64 x 64 (docs/training.md, "How far the search reaches, and
+    # finer images for the copies"). 1500 steps: flat from 1000 to 2000 in those runs, and the
+    # rendering and the search at 128 x 128 make a step about half as long again as at 64 x 64
+    # on two threads (2000 steps took 725 s from a fresh clone), so 1500 leaves a margin under
+    # 15 minutes on a slower two-core machine.
+    "cpu": DemoSettings("cpu", steps=1500, keypoints=12, image_size=128, work_scale=2),
     # 4000 steps: on an H100 this setting's 2D and 3D figures were flat from step 2000 to 4000,
     # and settings like it flat up to 7000 (docs/training.md). The images are rendered on the CPU
     # (about 4 ms each): without worker processes a batch of 64 would starve the GPU.
