@@ -57,7 +57,8 @@ class DemoSettings:
     # (kp3d/model/appearance.py): the keypoints the reconstruction finds follow the head but not
     # how it turns; the copies, above all on an eye, do (docs/training.md, "Refined keypoints").
     # 0.19 (6 pixels at 64 x 64) is the width of a Gaussian prior on the distance, which a strong
-    # match further away outweighs: the copies sit 9.5 px from their keypoints on average.
+    # match further away outweighs: in the 64 x 64 demo the copies sat 9.5 px from their
+    # keypoints on average (docs/training.md, "How far the search reaches").
     refine_reach: float = 0.19
     regress_images: int = 500
     test_images: int = 300

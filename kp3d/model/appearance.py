@@ -21,9 +21,10 @@ outline and the background win the rest.
 
 The reach is the width of a Gaussian prior, not a bound: it is traded against amplitude /
 temperature, and amplitudes differ by up to about 0.2, i.e. 10 at the default temperature,
-while three reaches away the prior costs only 4.5: a strong match there can still win. With the demo's reach (0.19) the copies sit
-9.5 pixels from their keypoints on average at 64 x 64, and the search moves a true eye 4.5
-pixels off with its own mean patch as the template (`scripts/demo_diagnostics.py search`).
+while three reaches away the prior costs only 4.5: a strong match there can still win. With
+the demo's reach (0.19) at 64 x 64, the copies sat 9.5 pixels from their keypoints on average,
+and the search moves a true eye 4.5 pixels off with its own mean patch as the template
+(`scripts/demo_diagnostics.py search`).
 """
 
 import torch

@@ -86,7 +86,7 @@ class ModelConfig:
     # > 0: each keypoint also gets a refined copy, the best match of a learned template near it;
     # the width, [-1, 1] frame, of a Gaussian prior on its distance from the keypoint, traded
     # against the template's amplitude / refine_temperature, so a strong match a few widths away
-    # still wins (kp3d/model/appearance.py). The model returns both, and the template loss
+    # can still win (kp3d/model/appearance.py). The model returns both, and the template loss
     # ("templates", TrainConfig.w_templates) that learns the templates
     refine_reach: float = 0.0
     refine_radius: int = 2          # the templates' patches: (2r+1)^2 pixels
