@@ -5,6 +5,7 @@ the projection loss on the detector, and other levers").
     python scripts/demo_diagnostics.py gt --lr 1e-3      # lifter trained on true 2D landmarks
     python scripts/demo_diagnostics.py refit RUN_DIR     # lifter refit on a detector's keypoints
     python scripts/demo_diagnostics.py copies RUN_DIR    # r2 of the keypoints, their refined copies, both
+    python scripts/demo_diagnostics.py pictures RUN_DIR  # the demo's pictures of any run
     python scripts/demo_diagnostics.py heatmaps RUN_DIR  # how spread out the detector's heatmaps are
     python scripts/demo_diagnostics.py follow RUN_DIR    # do the keypoints follow a shifted image?
     python scripts/demo_diagnostics.py regions RUN_DIR   # do they carry the skin and hair centres?
@@ -140,6 +141,22 @@ def cmd_refit(a):
                         gt["regress"], gt["test"])
         print(f"{name}: r2 {r2:.3f}  r3 {r3:.3f}")
     print(f"refit lifter's yaw correlation {yaw_corr(R, P['test']['yaw_deg']):+.2f}")
+
+
+def cmd_pictures(a):
+    """The demo's pictures (kp3d/report.py) of any run: keypoints over test faces ordered by yaw,
+    reconstructions, the structure, per-image 3D; and its figures."""
+    import os
+
+    from kp3d import report
+    from kp3d.train.trainer import evaluate_model, load_model
+
+    model, _ = load_model(a.run)
+    m, preds = evaluate_model(model, DATA, regress_length=a.regress, test_length=a.test)
+    os.makedirs(a.out, exist_ok=True)
+    names = report.draw_pictures(model, DATA, preds, a.out)
+    print(f"r2 {m['nme_2d'] / m['nme_2d_mean_baseline']:.3f}, r3 {m['nme_3d'] / m['nme_3d_flat_baseline']:.3f}; "
+          f"wrote {', '.join(sorted(names.values()))} under {a.out}")
 
 
 def cmd_copies(a):
@@ -832,6 +849,11 @@ def main():
     pp.add_argument("--out", default="parts.png")
     sub.add_parser("edge-use").add_argument("run", help="checkpoint file or run folder")
     sub.add_parser("copies").add_argument("run", help="checkpoint file or run folder")
+    pc = sub.add_parser("pictures")
+    pc.add_argument("run", help="checkpoint file or run folder")
+    pc.add_argument("--out", default="pictures")
+    pc.add_argument("--regress", type=int, default=500, help="faces the regression is fit on")
+    pc.add_argument("--test", type=int, default=300, help="test faces")
     rg = sub.add_parser("rigid")
     rg.add_argument("run", nargs="?", help="checkpoint file or run folder (none: landmarks only)")
     rg.add_argument("--sigmas", type=float, nargs="*", default=[0, 3, 6])
@@ -880,7 +902,7 @@ def main():
     {"noise": cmd_noise, "gt": cmd_gt, "refit": cmd_refit, "heatmaps": cmd_heatmaps,
      "edge-use": cmd_edge_use, "oracle": cmd_oracle, "ceiling": cmd_ceiling,
      "mirror": cmd_mirror, "appearance": cmd_appearance, "follow": cmd_follow, "regions": cmd_regions,
-     "parts": cmd_parts, "copies": cmd_copies, "rigid": cmd_rigid, "search": cmd_search}[a.cmd](a)
+     "parts": cmd_parts, "copies": cmd_copies, "rigid": cmd_rigid, "search": cmd_search, "pictures": cmd_pictures}[a.cmd](a)
 
 
 if __name__ == "__main__":

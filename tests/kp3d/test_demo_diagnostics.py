@@ -262,3 +262,14 @@ def test_search_fits_a_refined_model_and_refuses_others(tmp_path):
     res = subprocess.run([sys.executable, str(SCRIPT), "search", str(tmp_path / "plain"), *small],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode != 0 and "refined keypoints" in res.stderr
+
+
+def test_pictures_draws_the_demos_pictures_of_a_run(tmp_path):
+    train_tiny(tmp_path, {"refined": ["--refine-reach", "0.2"]})
+    out = tmp_path / "pics"
+    res = subprocess.run([sys.executable, str(SCRIPT), "pictures", str(tmp_path / "refined"),
+                          "--out", str(out), "--regress", "12", "--test", "8"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert re.search(r"r2 [0-9.]+, r3 [0-9.]+; wrote", res.stdout), res.stdout
+    assert {"keypoints.png", "reconstruction.png", "structure.png"} <= {p.name for p in out.iterdir()}
