@@ -189,7 +189,7 @@ def draw_pictures(model, spec, preds, out, *, device="cpu", train_dir=None, n_gr
     visualize.reconstruction_sheet(fwd["target"].cpu(), fwd["masked"].cpu(), fwd["edge_map"].cpu(),
                                    fwd["reconstruction"].float().cpu(),
                                    os.path.join(out, "reconstruction.png"), max_images=6,
-                                   scale=max(1, 128 // S))
+                                   scale=max(1, 128 // fwd["target"].shape[-1]))  # the model's size
     pics["reconstruction"] = "reconstruction.png"
 
     if model.has_3d:
