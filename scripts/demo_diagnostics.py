@@ -40,6 +40,7 @@ from kp3d.eval import evaluate_keypoints
 from kp3d.model.keypoint_model import ModelConfig
 from kp3d.model.losses import projection_loss
 from kp3d.model.structure3d import Lifter, ShapeModel
+from kp3d.train.visualize import to_pixels
 
 DATA = "synthetic:face"
 DEMO = SETTINGS["cpu"]  # the oracle's decoder defaults follow the demo's CPU setting
@@ -361,7 +362,7 @@ def cmd_rigid(a):
     if model is not None:
         from kp3d.model.keypoint_model import predict_dataset
 
-        px = {s: (predict_dataset(model, d)["keypoints_2d"] + 1) / 2 * (SIZE - 1) for s, d in ds.items()}
+        px = {s: to_pixels(predict_dataset(model, d)["keypoints_2d"], SIZE) for s, d in ds.items()}
         rigid_report("the model's points", px, scenes, gt, a.pose_noise)
     true = {s: np.stack([sc.to_pixels(sc.landmarks[LANDMARKS]) for sc in scenes[s]]) for s in scenes}
     for sigma in a.sigmas:
@@ -374,11 +375,6 @@ def cmd_rigid(a):
 SEARCH_SETTINGS = ((0.19, 0.02), (0.13, 0.02), (0.10, 0.02), (0.065, 0.02), (0.19, 0.005))
 
 
-def to_pixels(frame):
-    """The kp3d frame [-1, 1] -> pixels (the inverse of `to_frame`)."""
-    return (np.asarray(frame) + 1) / 2 * (SIZE - 1)
-
-
 def template_search(images, templates, start_px, reach, temperature, radius=2):
     """(N, L, 2) pixels: the refinement's search (kp3d/model/appearance.py) for templates
     (L, D) from start_px (N, L, 2), in batches."""
@@ -387,7 +383,7 @@ def template_search(images, templates, start_px, reach, temperature, radius=2):
     found = [refine_keypoints(images[i:i + 100], torch.as_tensor(to_frame(start_px[i:i + 100]), dtype=images.dtype),
                               templates, radius, reach, temperature).numpy()
              for i in range(0, len(images), 100)]
-    return to_pixels(np.concatenate(found))
+    return to_pixels(np.concatenate(found), SIZE)
 
 
 def cmd_search(a):
@@ -431,7 +427,7 @@ def cmd_search(a):
     if model.config.image_size != SIZE or not model.config.refine_reach:
         raise SystemExit(f"search: the model must work at {SIZE} x {SIZE} and have refined keypoints")
     K = model.config.num_keypoints
-    points = {s: to_pixels(predict_dataset(model, d)["keypoints_2d"]) for s, d in ds.items()}
+    points = {s: to_pixels(predict_dataset(model, d)["keypoints_2d"], SIZE) for s, d in ds.items()}
     gap = np.linalg.norm(points["test"][:, K:] - points["test"][:, :K], axis=-1)
     print(f"the model's copies sit {gap.mean():.1f} px from their keypoints (median "
           f"{np.median(gap):.1f}, 90th percentile {np.percentile(gap, 90):.1f}, largest {gap.max():.0f})")
