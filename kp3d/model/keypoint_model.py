@@ -93,7 +93,7 @@ class ModelConfig:
     refine_temperature: float = 0.02  # of the template's amplitude, in the image's units
     # > 1: the detector, the edge map and the decoder work on the image average-pooled by this
     # factor (work_size pixels a side); the refinement searches the full image_size one, so its
-    # templates see finer detail at about the cost of the smaller model (docs/method.md)
+    # templates see finer detail while the network runs at the smaller size (docs/method.md)
     work_scale: int = 1
     num_basis: int = 2
     lifter_hidden: int = 256
