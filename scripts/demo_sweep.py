@@ -4,7 +4,10 @@ tables of docs/training.md ("Longer training, and other edge graphs").
     python scripts/demo_sweep.py NAME '{"model": {...}, "train": {...}, "eval_every": 1000}' \
         [--out-dir runs/sweep] [--device cuda]
 
-NAME names the run folder (OUT_DIR/NAME); the JSON overrides the demo's CPU setting:
+NAME names the run folder (OUT_DIR/NAME); the JSON overrides a fixed base setting, the demo's
+CPU setting before refined keypoints (K = 8, 64 x 64 images, no refinement; the base of the
+older tables; the demo's current setting needs "num_keypoints": 12, "image_size": 128,
+"work_scale": 2, "refine_reach": 0.19 in "model" and "steps": 1500 in "train"):
 "model" -> ModelConfig fields, "train" -> TrainConfig fields (default: steps 30000, batch 16,
 lr 1e-3, fixed edge weights 1, projection loss on the 3D structure only), "eval_every" (steps
 between evaluations), "eval" ([regress images, test images], default [500, 300]) and
