@@ -20,6 +20,8 @@ the projection loss on the detector, and other levers").
                                                          # a search of the whole image finds
     python scripts/demo_diagnostics.py rigid RUN_DIR     # how far the points are from a rigid head, and
                                                          # the r3 of an ideal rigid lifter on them
+    python scripts/demo_diagnostics.py depth-ceiling [RUN_DIR]  # r3 of depth regressed from the points
+                                                         # with true depths (no lifter does better)
     python scripts/demo_diagnostics.py search [RUN_DIR]  # how far the refinement's search moves true
                                                          # landmarks; an active-shape fit from the
                                                          # model's pose
@@ -369,6 +371,83 @@ def cmd_rigid(a):
         rng = np.random.default_rng(0)  # the same draw whichever sigmas are asked for
         noisy = {s: true[s] + rng.normal(0, sigma, true[s].shape) for s in true}
         rigid_report(f"8 true landmarks, noise {sigma:g} px", noisy, scenes, gt)
+
+
+def cmd_depth_ceiling(a):
+    """The most any lifter could get from a model's points: an MLP from the points (centred,
+    divided by their RMS radius, as the lifter sees them) to the true depth of every landmark,
+    trained WITH the true depths of N training faces; r3 when its depths are appended to the
+    points. An unsupervised lifter has less to go on than this, so a ceiling near or above the
+    target says the points, not the lifter, stop the 3D figure. Beside it, the true depths
+    appended (what the points' 2D errors leave, with perfect depth). Without RUN: the 8 true
+    landmarks with Gaussian noise (pixels at 64 x 64) in place of a model's points."""
+    n = {"train": max(a.labelled), "regress": 500, "test": 300}
+    if a.run:
+        from kp3d.model.keypoint_model import predict_dataset
+        from kp3d.train.trainer import load_model
+
+        model, _ = load_model(a.run)
+        size = model.config.image_size
+        P = {s: predict_dataset(model, build_dataset(DATA, s, size, length=k), batch_size=128)
+             for s, k in n.items()}
+        truth = {s: (P[s]["landmarks_2d"], P[s]["landmarks_3d"]) for s in n}
+        depth_ceiling_report("the model's points", {s: P[s]["keypoints_2d"] for s in n}, truth, size, a)
+        return
+    truth = {s: landmarks(s, k)[:2] for s, k in n.items()}
+    for sigma in a.sigmas:
+        rng = np.random.default_rng(0)
+        points = {s: to_frame(truth[s][0][:, LANDMARKS] + rng.normal(0, sigma, truth[s][0][:, LANDMARKS].shape))
+                  for s in n}
+        depth_ceiling_report(f"8 true landmarks, noise {sigma:g} px", points, truth, SIZE, a)
+
+
+def depth_ceiling_report(name, points, truth, size, a):
+    """`depth-ceiling` for points {split: (N, K, 2), [-1, 1] frame} and truth {split: (2D, 3D)
+    landmarks, pixels at `size`} of the train, regress and test splits."""
+    from kp3d.model.structure3d import ResMLP
+
+    kp = {s: np.asarray(p, np.float64) for s, p in points.items()}
+
+    def lifter_input(s):  # (inputs, RMS radii)
+        c = kp[s] - kp[s].mean(1, keepdims=True)
+        r = np.sqrt((c ** 2).sum(-1).mean(1))
+        return torch.tensor((c / r[:, None, None]).reshape(len(c), -1), dtype=torch.float32), r
+
+    def true_depth(s):  # (N, L) centred depth in the [-1, 1] frame's units
+        z = np.asarray(truth[s][1][..., 2], np.float64)
+        return (z - z.mean(1, keepdims=True)) * 2 / (size - 1)
+
+    def with_depths(s, z):  # the points at z = 0 (frame -1), then one point (0, 0, z_l) per landmark
+        N, K = kp[s].shape[:2]
+        return np.concatenate([np.concatenate([kp[s], -np.ones((N, K, 1))], -1),
+                               np.concatenate([-np.ones((N, z.shape[1], 2)), z[..., None]], -1)], 1)
+
+    def r3(z):
+        p3 = {s: with_depths(s, z[s]) for s in ("regress", "test")}
+        return ratios(kp["regress"], kp["test"], p3["regress"], p3["test"], truth["regress"], truth["test"])[1]
+
+    x_all, r_all = lifter_input("train")
+    z_all = true_depth("train")
+    found = []
+    for labelled in a.labelled:
+        torch.manual_seed(0)
+        x = x_all[:labelled]
+        target = torch.tensor(z_all[:labelled] / r_all[:labelled, None], dtype=torch.float32)
+        net = ResMLP(x.shape[1], target.shape[1], 256, 2)
+        opt = torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=1e-2)
+        for _ in range(a.steps):
+            i = torch.randint(0, labelled, (64,))
+            loss = (net(x[i]) - target[i]).abs().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            z = {s: net(lifter_input(s)[0]).double().numpy() * lifter_input(s)[1][:, None]
+                 for s in ("regress", "test")}
+        found.append(f"{r3(z):.3f} ({labelled} faces)")
+    print(f"{name}: r3 with depth regressed from the points by an MLP trained on true depths "
+          f"{', '.join(found)}; with the true depths {r3({s: true_depth(s) for s in ('regress', 'test')}):.3f}",
+          flush=True)
 
 
 # (reach, temperature) pairs of the refinement's search scored by `search`: the default first
@@ -856,6 +935,13 @@ def main():
     rg.add_argument("--pose-noise", type=float, nargs="*", default=[], metavar="DEG",
                     help="with RUN, also r3 of the model's points at the true pose with this much "
                          "Gaussian noise on its yaw and pitch")
+    dc = sub.add_parser("depth-ceiling")
+    dc.add_argument("run", nargs="?", help="checkpoint file or run folder (none: landmarks only)")
+    dc.add_argument("--sigmas", type=float, nargs="*", default=[0, 3],
+                    help="without RUN: the noise on the 8 true landmarks, pixels at 64 x 64")
+    dc.add_argument("--labelled", type=int, nargs="+", default=[1000, 4000],
+                    help="training faces whose true depths the MLP learns from")
+    dc.add_argument("--steps", type=int, default=6000)
     se = sub.add_parser("search")
     se.add_argument("run", nargs="?", help="checkpoint file or run folder with refined keypoints")
     se.add_argument("--faces", type=int, default=300, help="test faces")
@@ -898,7 +984,7 @@ def main():
     {"noise": cmd_noise, "gt": cmd_gt, "refit": cmd_refit, "heatmaps": cmd_heatmaps,
      "edge-use": cmd_edge_use, "oracle": cmd_oracle, "ceiling": cmd_ceiling,
      "mirror": cmd_mirror, "appearance": cmd_appearance, "follow": cmd_follow, "regions": cmd_regions,
-     "parts": cmd_parts, "copies": cmd_copies, "rigid": cmd_rigid, "search": cmd_search, "pictures": cmd_pictures}[a.cmd](a)
+     "parts": cmd_parts, "copies": cmd_copies, "rigid": cmd_rigid, "depth-ceiling": cmd_depth_ceiling, "search": cmd_search, "pictures": cmd_pictures}[a.cmd](a)
 
 
 if __name__ == "__main__":

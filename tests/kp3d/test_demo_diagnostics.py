@@ -273,3 +273,31 @@ def test_pictures_draws_the_demos_pictures_of_a_run(tmp_path):
     assert res.returncode == 0, res.stderr
     assert re.search(r"r2 [0-9.]+, r3 [0-9.]+; wrote", res.stdout), res.stdout
     assert {"keypoints.png", "reconstruction.png", "structure.png"} <= {p.name for p in out.iterdir()}
+
+
+DEPTH_CEILING_ROW = (r"^(.*?): r3 with depth regressed from the points by an MLP trained on true depths "
+                     r"([0-9.]+) \((\d+) faces\); with the true depths ([0-9.]+)$")
+
+
+def test_depth_ceiling_reads_depth_off_exact_landmarks_better_than_off_noisy_ones():
+    res = subprocess.run([sys.executable, str(SCRIPT), "depth-ceiling", "--sigmas", "0", "3",
+                          "--labelled", "400", "--steps", "400"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    rows = re.findall(DEPTH_CEILING_ROW, res.stdout, re.M)
+    assert [(name, int(n)) for name, _, n, _ in rows] == [
+        ("8 true landmarks, noise 0 px", 400), ("8 true landmarks, noise 3 px", 400)], res.stdout
+    (mlp0, true0), (mlp3, true3) = [(float(mlp), float(true)) for _, mlp, _, true in rows]
+    # exact depth on exact points is far better than their flat lift; a learned depth is worse
+    # than the exact one, and worse again on noisy points
+    assert true0 < 0.3 and true0 < mlp0 < 0.8 and true3 < mlp3 and mlp0 < mlp3, res.stdout
+
+
+def test_depth_ceiling_of_a_run(tmp_path):
+    train_tiny(tmp_path, {"refined": ["--refine-reach", "0.2"]})
+    res = subprocess.run([sys.executable, str(SCRIPT), "depth-ceiling", str(tmp_path / "refined"),
+                          "--labelled", "16", "32", "--steps", "5"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    rows = re.findall(r"^the model's points: r3 with depth regressed from the points by an MLP trained on "
+                      r"true depths ([0-9.]+) \(16 faces\), ([0-9.]+) \(32 faces\); with the true depths ([0-9.]+)$",
+                      res.stdout, re.M)
+    assert len(rows) == 1 and all(0 < float(v) < 10 for v in rows[0]), res.stdout
