@@ -21,7 +21,7 @@ the projection loss on the detector, and other levers").
     python scripts/demo_diagnostics.py rigid RUN_DIR     # how far the points are from a rigid head, and
                                                          # the r3 of an ideal rigid lifter on them
     python scripts/demo_diagnostics.py depth-ceiling [RUN_DIR]  # r3 of depth regressed from the points
-                                                         # with true depths (no lifter does better)
+                                                         # with true depths (what depth labels would allow)
     python scripts/demo_diagnostics.py search [RUN_DIR]  # how far the refinement's search moves true
                                                          # landmarks; an active-shape fit from the
                                                          # model's pose
@@ -374,7 +374,7 @@ def cmd_rigid(a):
 
 
 def cmd_depth_ceiling(a):
-    """The most any lifter could get from a model's points: an MLP from the points (centred,
+    """About the most any lifter could get from a model's points: an MLP from the points (centred,
     divided by their RMS radius, as the lifter sees them) to the true depth of every landmark,
     trained WITH the true depths of N training faces; r3 when its depths are appended to the
     points. An unsupervised lifter has less to go on than this, so a ceiling near or above the
