@@ -426,7 +426,8 @@ def depth_ceiling_report(name, points, truth, size, a):
         p3 = {s: with_depths(s, z[s]) for s in ("regress", "test")}
         return ratios(kp["regress"], kp["test"], p3["regress"], p3["test"], truth["regress"], truth["test"])[1]
 
-    x_all, r_all = lifter_input("train")
+    inputs = {s: lifter_input(s) for s in kp}  # each split's once, for every labelled count
+    x_all, r_all = inputs["train"]
     z_all = true_depth("train")
     found = []
     for labelled in a.labelled:
@@ -442,8 +443,7 @@ def depth_ceiling_report(name, points, truth, size, a):
             loss.backward()
             opt.step()
         with torch.no_grad():
-            z = {s: net(lifter_input(s)[0]).double().numpy() * lifter_input(s)[1][:, None]
-                 for s in ("regress", "test")}
+            z = {s: net(inputs[s][0]).double().numpy() * inputs[s][1][:, None] for s in ("regress", "test")}
         found.append(f"{r3(z):.3f} ({labelled} faces)")
     print(f"{name}: r3 with depth regressed from the points by an MLP trained on true depths "
           f"{', '.join(found)}; with the true depths {r3({s: true_depth(s) for s in ('regress', 'test')}):.3f}",
