@@ -25,6 +25,8 @@ the projection loss on the detector, and other levers").
     python scripts/demo_diagnostics.py search [RUN_DIR]  # how far the refinement's search moves true
                                                          # landmarks; an active-shape fit from the
                                                          # model's pose
+    python scripts/demo_diagnostics.py pose-search       # the pose from a rigid head's appearance,
+                                                         # everything true but the rotation
 
 The figures of noise, gt and refit are r2 = 2D NME / mean-landmark baseline and r3 = 3D NME /
 flat-lift baseline on 300 test faces, the regressor fit on 500 (SPEC section 8). One thread; a
@@ -310,6 +312,15 @@ def head_rotation_off(scene, rng, sigma_deg):
     return render.rotation_matrix(np.radians(yaw), np.radians(pitch), np.radians(scene.roll_deg))
 
 
+def ratios_with_depth(points, depth, gt):
+    """(r2, r3) of 2D points {split: (N, K, 2) pixels} with a depth {split: (N, K) pixels}
+    appended, in the [-1, 1] frame; gt: {split: (2D, 3D) landmarks} of the regress and test splits."""
+    p3 = {s: np.concatenate([to_frame(points[s]), depth[s][..., None] / ((SIZE - 1) / 2)], -1)
+          for s in ("regress", "test")}
+    return ratios(to_frame(points["regress"]), to_frame(points["test"]), p3["regress"], p3["test"],
+                  gt["regress"], gt["test"])
+
+
 def rigid_report(name, points, scenes, gt, pose_noise=()):
     """Print how far the test points sit from a rigid head (fit on the train split) at the true
     pose, and r3 with that head's depth at the true pose and at the pose fitted to the points;
@@ -319,12 +330,7 @@ def rigid_report(name, points, scenes, gt, pose_noise=()):
     A, base = head_cameras(scenes["test"])
     dist = np.linalg.norm(np.einsum("nij,kj->nki", A, X) + base[:, None] - points["test"], axis=-1).mean(0)
     splits = ("regress", "test")
-
-    def r3(depth):  # the 2D points with a depth, in the [-1, 1] frame
-        p3 = {s: np.concatenate([to_frame(points[s]), depth[s][..., None] / ((SIZE - 1) / 2)], -1)
-              for s in splits}
-        return ratios(to_frame(points["regress"]), to_frame(points["test"]), p3["regress"], p3["test"],
-                      gt["regress"], gt["test"])
+    r3 = lambda depth: ratios_with_depth(points, depth, gt)  # noqa: E731
     true_depth = {s: np.stack([sc.scale * X @ head_rotation(sc)[2] for sc in scenes[s]]) for s in splits}
     r2, at_true_pose = r3(true_depth)
     at_fitted_pose = r3({s: fitted_head_depth(points[s], X) for s in splits})[1]
@@ -519,6 +525,94 @@ def cmd_search(a):
         found = template_search(images["test"], templates, start, reach, 0.02)
         print(f"  round {step + 1}: start {err(start)} off; search, reach {reach:g}: {err(found)}")
         cams = [scaled_orthographic_camera(X_marks, p) for p in found]
+
+
+def rotation_grid(step_deg):
+    """((R, 3, 3) head rotations, (R, 3) their yaw, pitch and roll in degrees) on a grid
+    `step_deg` apart, covering the generator's ranges (yaw +-75, pitch +-30, roll +-20 degrees)
+    with a margin."""
+    from kp3d.data import render
+
+    axes = [np.arange(-limit, limit + 1e-9, step_deg) for limit in (90.0, 40.0, 30.0)]
+    angles = np.array([(yaw, pitch, roll) for yaw in axes[0] for pitch in axes[1] for roll in axes[2]])
+    return np.array([render.rotation_matrix(*np.radians(a)) for a in angles]), angles
+
+
+def appearance_pose_search(response, X, cameras, rotations):
+    """(N,) index into `rotations` (R, 3, 3) of the pose at which the rigid head X (L, 3) shows
+    its templates best in each face: the mean of response (N, L, S, S) at the pixels base + A X_l,
+    A = diag(s, -s) R[:2] (`head_cameras`; scale s and base from cameras = ((N,) scales,
+    (N, 2) pixels)), over the landmarks not behind the head (depth at least -0.2 of the head's
+    extent: an eye turned away shows nothing of its template)."""
+    S = response.shape[-1]
+    scales, base = cameras
+    depth = np.einsum("rj,lj->rl", rotations[:, 2], X)  # (R, L)
+    facing = depth > -0.2 * np.abs(X).max()
+    # pixels per unit head-frame distance, before the face's scale: (R, L, 2), image y down
+    unit = np.einsum("rij,lj->rli", rotations[:, :2], X) * np.array([1.0, -1.0])
+    found = []
+    for i in range(len(response)):
+        px = np.clip(np.rint(scales[i] * unit + base[i]).astype(int), 0, S - 1)
+        amplitude = response[i, np.arange(X.shape[0]), px[..., 1], px[..., 0]]  # (R, L)
+        found.append(((amplitude * facing).sum(1) / np.maximum(facing.sum(1), 1)).argmax())
+    return np.array(found)
+
+
+def cmd_pose_search(a):
+    """Could the appearance of a rigid 3D head give the pose the 3D target needs, where the
+    model's points do not? Everything true but the rotation: the 8 landmarks' mean patches over
+    the training faces as templates, their rigid head (head-frame places at the true poses), the
+    true centre and scale of each face. The rotation is searched over a grid: where the templates,
+    max-pooled over a few pixels for the faces' shape variation, show best at the landmarks'
+    projections. Printed: how far the found rotation is from the true one, and r3 of the true 2D
+    landmarks with the head's depth at the found pose, at the true pose and at the pose fitted to
+    the landmarks (their best case)."""
+    import torch.nn.functional as F
+
+    from kp3d.model.appearance import local_patches, template_response
+
+    global SIZE
+    SIZE = a.size  # every conversion of this script follows the asked size
+    n = {"train": a.train_faces, "regress": 500, "test": a.faces}
+    ds = {s: build_dataset(DATA, s, SIZE, length=k) for s, k in n.items()}
+    scenes = {s: [scene_of(d, i) for i in range(len(d))] for s, d in ds.items()}
+    true = {s: np.stack([sc.to_pixels(sc.landmarks[LANDMARKS]) for sc in scenes[s]]) for s in scenes}
+    train_images = torch.stack([ds["train"][i]["image"] for i in range(n["train"])])
+    templates = local_patches(train_images, torch.as_tensor(to_frame(true["train"]), dtype=torch.float32),
+                              a.radius).mean(0)
+    X = rigid_head_fit(true["train"], scenes["train"])
+    rotations, angles = rotation_grid(a.step)
+    gt = {s: landmarks(s, n[s])[:2] for s in ("regress", "test")}
+    depth = {"true": {}, "found": {}, "fitted": {}}
+    off, index = {}, {}
+    for s in ("regress", "test"):
+        images = torch.stack([ds[s][i]["image"] for i in range(n[s])])
+        response = F.max_pool2d(template_response(images, templates, a.radius), 2 * a.pool + 1, 1, a.pool)
+        cameras = (np.array([sc.scale for sc in scenes[s]]), head_cameras(scenes[s])[1])
+        index[s] = appearance_pose_search(response.numpy(), X, cameras, rotations)
+        found = rotations[index[s]]
+        true_rotations = np.stack([head_rotation(sc) for sc in scenes[s]])
+        off[s] = rotation_angle_deg(found, true_rotations)
+        depth["found"][s] = cameras[0][:, None] * np.einsum("lj,nj->nl", X, found[:, 2])
+        depth["true"][s] = cameras[0][:, None] * np.einsum("lj,nj->nl", X, true_rotations[:, 2])
+        depth["fitted"][s] = fitted_head_depth(true[s], X)
+    grid_off = np.median([rotation_angle_deg(rotations, np.broadcast_to(head_rotation(sc), rotations.shape)).min()
+                          for sc in scenes["test"]])
+    r3 = {k: ratios_with_depth(true, d, gt)[1] for k, d in depth.items()}
+    e = off["test"]
+    far = e > 45
+    # the far misses: a head turned one way found turned the other (faces turned 15 degrees or more)
+    true_yaw = np.array([sc.yaw_deg for sc in scenes["test"]])
+    turned = far & (np.abs(true_yaw) >= 15)
+    flipped = np.mean(np.sign(angles[index["test"], 0][turned]) != np.sign(true_yaw[turned])) if turned.any() else 0.0
+    print(f"{SIZE} x {SIZE}, {2 * a.radius + 1} x {2 * a.radius + 1} templates, pooled over "
+          f"{2 * a.pool + 1} x {2 * a.pool + 1} px, {len(rotations)} rotations {a.step:g} deg apart "
+          f"(the nearest {grid_off:.1f} deg from the true one, median): the found rotation is off by "
+          f"{np.median(e):.1f} deg (median; 75th percentile {np.percentile(e, 75):.1f}; within 15 deg for "
+          f"{np.mean(e < 15):.0%} of the faces, more than 45 for {np.mean(far):.0%}; of these, "
+          f"{flipped:.0%} of the heads turned 15 deg or more found turned the other way); r3 of the true "
+          f"landmarks with the head's depth at the found pose {r3['found']:.3f}, at the true pose "
+          f"{r3['true']:.3f}, at the pose fitted to them {r3['fitted']:.3f}", flush=True)
 
 
 # landmark groups of synthetic:face scored by `appearance` (indices into LANDMARK_NAMES)
@@ -948,6 +1042,13 @@ def main():
     se.add_argument("--train-faces", type=int, default=1500, help="faces for the templates and heads")
     se.add_argument("--reaches", type=float, nargs="+", default=[0.13, 0.1, 0.065, 0.065],
                     help="the active-shape fit's reach in each round (temperature 0.02)")
+    ps = sub.add_parser("pose-search")
+    ps.add_argument("--size", type=int, default=SIZE, help="image size (pixels)")
+    ps.add_argument("--radius", type=int, default=2, help="template patches of 2r + 1 pixels a side")
+    ps.add_argument("--pool", type=int, default=2, help="the response max-pooled over 2p + 1 pixels a side")
+    ps.add_argument("--step", type=float, default=7.5, help="the rotation grid's spacing (degrees)")
+    ps.add_argument("--faces", type=int, default=300, help="test faces")
+    ps.add_argument("--train-faces", type=int, default=1500, help="faces for the templates and the head")
     o = sub.add_parser("oracle")
     o.add_argument("source", help="landmarks, empty, ring-image, ring-roll, ring-pose (the "
                    "patterns of `ceiling`), or a run folder / checkpoint")
@@ -984,7 +1085,8 @@ def main():
     {"noise": cmd_noise, "gt": cmd_gt, "refit": cmd_refit, "heatmaps": cmd_heatmaps,
      "edge-use": cmd_edge_use, "oracle": cmd_oracle, "ceiling": cmd_ceiling,
      "mirror": cmd_mirror, "appearance": cmd_appearance, "follow": cmd_follow, "regions": cmd_regions,
-     "parts": cmd_parts, "copies": cmd_copies, "rigid": cmd_rigid, "depth-ceiling": cmd_depth_ceiling, "search": cmd_search, "pictures": cmd_pictures}[a.cmd](a)
+     "parts": cmd_parts, "copies": cmd_copies, "rigid": cmd_rigid, "depth-ceiling": cmd_depth_ceiling, "search": cmd_search,
+     "pose-search": cmd_pose_search, "pictures": cmd_pictures}[a.cmd](a)
 
 
 if __name__ == "__main__":
