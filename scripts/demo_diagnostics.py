@@ -290,11 +290,16 @@ def fitted_head_rotations(points, X):
     return np.array(rotations), np.array(scales)
 
 
+def head_depth(X, rotations, scales):
+    """Depth (N, K), pixels, of the rigid head X (K, 3) at rotations (N, 3, 3) and scales (N,)
+    (pixels per head unit)."""
+    return scales[:, None] * np.einsum("kj,nj->nk", X, rotations[:, 2])
+
+
 def fitted_head_depth(points, X):
     """Depth (N, K), pixels, of the rigid head X (K, 3) at the pose that best fits each image's
     points (N, K, 2) (`fitted_head_rotations`)."""
-    R, scale = fitted_head_rotations(points, X)
-    return scale[:, None] * np.einsum("kj,nj->nk", X, R[:, 2])
+    return head_depth(X, *fitted_head_rotations(points, X))
 
 
 def rotation_angle_deg(R1, R2):
@@ -331,7 +336,8 @@ def rigid_report(name, points, scenes, gt, pose_noise=()):
     dist = np.linalg.norm(np.einsum("nij,kj->nki", A, X) + base[:, None] - points["test"], axis=-1).mean(0)
     splits = ("regress", "test")
     r3 = lambda depth: ratios_with_depth(points, depth, gt)  # noqa: E731
-    true_depth = {s: np.stack([sc.scale * X @ head_rotation(sc)[2] for sc in scenes[s]]) for s in splits}
+    scales = {s: np.array([sc.scale for sc in scenes[s]]) for s in splits}
+    true_depth = {s: head_depth(X, np.stack([head_rotation(sc) for sc in scenes[s]]), scales[s]) for s in splits}
     r2, at_true_pose = r3(true_depth)
     at_fitted_pose = r3({s: fitted_head_depth(points[s], X) for s in splits})[1]
     true_test = np.stack([head_rotation(sc) for sc in scenes["test"]])
@@ -343,7 +349,7 @@ def rigid_report(name, points, scenes, gt, pose_noise=()):
     for sigma in pose_noise:
         rng = np.random.default_rng(0)  # the same draw whichever sigmas are asked for
         off = {s: np.stack([head_rotation_off(sc, rng, sigma) for sc in scenes[s]]) for s in splits}
-        depth = {s: np.stack([sc.scale * X @ R[2] for sc, R in zip(scenes[s], off[s])]) for s in splits}
+        depth = {s: head_depth(X, off[s], scales[s]) for s in splits}
         print(f"  r3 with its depth at the true pose, yaw and pitch off by {sigma:g} deg (Gaussian; "
               f"{np.median(rotation_angle_deg(off['test'], true_test)):.0f} deg median): {r3(depth)[1]:.3f}",
               flush=True)
@@ -569,6 +575,7 @@ def cmd_pose_search(a):
     the landmarks (their best case)."""
     import torch.nn.functional as F
 
+    from kp3d.data.base import image_tensor
     from kp3d.model.appearance import local_patches, template_response
 
     global SIZE
@@ -582,19 +589,20 @@ def cmd_pose_search(a):
                               a.radius).mean(0)
     X = rigid_head_fit(true["train"], scenes["train"])
     rotations, angles = rotation_grid(a.step)
-    gt = {s: landmarks(s, n[s])[:2] for s in ("regress", "test")}
-    depth = {"true": {}, "found": {}, "fitted": {}}
+    gt, depth = {}, {"true": {}, "found": {}, "fitted": {}}
     off, index = {}, {}
     for s in ("regress", "test"):
-        images = torch.stack([ds[s][i]["image"] for i in range(n[s])])
+        rendered = [ds[s].render(i) for i in range(n[s])]  # once, for the images and the landmarks
+        gt[s] = tuple(np.array([r[j] for r in rendered], np.float64) for j in (1, 2))
+        images = torch.stack([image_tensor(r[0]) for r in rendered])
         response = F.max_pool2d(template_response(images, templates, a.radius), 2 * a.pool + 1, 1, a.pool)
         cameras = (np.array([sc.scale for sc in scenes[s]]), head_cameras(scenes[s])[1])
         index[s] = appearance_pose_search(response.numpy(), X, cameras, rotations)
         found = rotations[index[s]]
         true_rotations = np.stack([head_rotation(sc) for sc in scenes[s]])
         off[s] = rotation_angle_deg(found, true_rotations)
-        depth["found"][s] = cameras[0][:, None] * np.einsum("lj,nj->nl", X, found[:, 2])
-        depth["true"][s] = cameras[0][:, None] * np.einsum("lj,nj->nl", X, true_rotations[:, 2])
+        depth["found"][s] = head_depth(X, found, cameras[0])
+        depth["true"][s] = head_depth(X, true_rotations, cameras[0])
         depth["fitted"][s] = fitted_head_depth(true[s], X)
     grid_off = np.median([rotation_angle_deg(rotations, np.broadcast_to(head_rotation(sc), rotations.shape)).min()
                           for sc in scenes["test"]])
