@@ -333,10 +333,15 @@ def cmd_infer(a):
                         "x right, y down; normalized: [-1, 1] (SPEC section 2)"}
         if "keypoints_3d" in pred:
             k3 = pred["keypoints_3d"][0].cpu().numpy().astype(np.float64)
-            p3 = np.concatenate([(k3[:, :2] + 1.0) * scale, k3[:, 2:] * scale.mean()], 1)
-            rec.update({"keypoints_3d": p3.tolist(), "keypoints_3d_normalized": k3.tolist(),
-                        "depth_note": "z in the units of x (pixels); its sign is a gauge "
-                                      "(weak perspective cannot tell a shape from its mirror)",
+            s3 = pred["fitted_3d"][0].cpu().numpy().astype(np.float64)
+            in_pixels = lambda p: np.concatenate([(p[:, :2] + 1.0) * scale, p[:, 2:] * scale.mean()], 1)  # noqa: E731
+            rec.update({"keypoints_3d": in_pixels(k3).tolist(), "keypoints_3d_normalized": k3.tolist(),
+                        "fitted_3d": in_pixels(s3).tolist(),
+                        "depth_note": "keypoints_3d: the 2D keypoints with the depth of the 3D "
+                                      "structure fitted to them; fitted_3d: that structure, "
+                                      "x and y its projection; z in the units of x (pixels); its "
+                                      "sign is a gauge (weak perspective cannot tell a shape "
+                                      "from its mirror)",
                         "rotation": pred["rotation"][0].cpu().tolist(),
                         "scale": float(pred["scale"][0]),
                         "alpha": pred["alpha"][0].cpu().tolist()})

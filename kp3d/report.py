@@ -208,12 +208,12 @@ def draw_pictures(model, spec, preds, out, *, device="cpu", train_dir=None, n_gr
 
 
 def structure_stats(preds):
-    """How much the lifted 3D keypoints vary with the head's yaw: the correlation of the
-    depth-weighted x extent with the true yaw is a cheap check that depth carries information."""
+    """How much the fitted 3D structure turns across the test faces, and how that follows the
+    head's yaw: a cheap check that depth carries information."""
     t = preds["test"]
-    if "keypoints_3d" not in t:
+    if "fitted_3d" not in t:
         return {}
-    P = np.asarray(t["keypoints_3d"], np.float64)
+    P = np.asarray(t["fitted_3d"], np.float64)
     P = P - P.mean(1, keepdims=True)
     # the yaw of each prediction relative to the mean prediction (Procrustes about all axes)
     ref = P.mean(0)

@@ -95,10 +95,11 @@ def fit_lifter(kp_train, num_keypoints, lr, steps, seed=0):
         opt.step()
 
     @torch.no_grad()
-    def lift(kp):
+    def lift(kp):  # the points with the structure's depth, as the model's keypoints_3d
         kp = torch.as_tensor(kp, dtype=torch.float32)
         alpha, R, S, T = lifter(kp, shape.projection_scales())
-        return shape.to_image_frame(shape.pose(shape.canonical(alpha), R, S, T)).numpy(), R.numpy()
+        depth = shape.pose(shape.canonical(alpha), R, S, T)[..., 2:]
+        return torch.cat([kp, depth], -1).numpy(), R.numpy()
 
     return lift
 

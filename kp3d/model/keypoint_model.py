@@ -234,15 +234,23 @@ class KeypointModel(nn.Module):
 
     def lift(self, keypoints):
         """2D points (B, num_points, 2) -> the 3D structure (dict). The lifter sees the points
-        detached: the projection loss shapes the detector only through its target side."""
+        detached: the projection loss shapes the detector only through its target side.
+
+        keypoints_3d: the given points, each with the depth of the structure's point fitted to
+        it (the point on its viewing ray at that depth); fitted_3d: the fitted structure
+        itself, x and y through Pi. The low-rank structure cannot follow every detection, and
+        its projection places the landmarks worse than the detections do (docs/training.md,
+        "What the 3D figure is made of"), so the 3D keypoints keep the detections' x and y."""
         with torch.autocast(device_type=keypoints.device.type, enabled=False):  # geometry in fp32
             scales = self.shape.projection_scales().float()
-            alpha, R, S, T = self.lifter(keypoints.detach().float(), scales)
+            points = keypoints.detach().float()
+            alpha, R, S, T = self.lifter(points, scales)
             X = self.shape.canonical(alpha)
             P3D = self.shape.pose(X, R, S, T)
         return {"alpha": alpha, "rotation": R, "scale": S, "translation": T, "canonical": X,
                 "points_3d": P3D, "projected": self.shape.project(P3D),
-                "keypoints_3d": self.shape.to_image_frame(P3D)}
+                "keypoints_3d": torch.cat([points, P3D[..., 2:]], -1),
+                "fitted_3d": self.shape.to_image_frame(P3D)}
 
     def parameter_groups(self):
         """(edge-weight parameters, everything else) for the optimiser."""
@@ -314,15 +322,16 @@ class KeypointModel(nn.Module):
         """Inference: {"keypoints_2d" (B,P,2), "keypoints_3d" (B,P,3) or absent, ...}: the K
         keypoints, then with refinement their K refined copies (P = `num_points`).
 
-        keypoints_3d is P3D in the frame of the 2D keypoints (x, y through Pi, z the depth in the
-        same units; its sign is a gauge: a weak-perspective model cannot tell a shape from its
-        depth mirror)."""
+        keypoints_3d: the 2D points with the depth of the 3D structure fitted to them;
+        fitted_3d: that structure, P3D, in the frame of the 2D keypoints (x, y through Pi).
+        Depth is in the units of x and y; its sign is a gauge: a weak-perspective model cannot
+        tell a shape from its depth mirror."""
         det = self.detector(self.work_images(images))
         res = {"keypoints_2d": self.points_2d(images, det["keypoints"].float())[0]}
         if self.has_3d:
             lift = self.lift(res["keypoints_2d"])
-            res.update({k: lift[k] for k in ("keypoints_3d", "alpha", "rotation", "scale",
-                                             "translation", "projected")})
+            res.update({k: lift[k] for k in ("keypoints_3d", "fitted_3d", "alpha", "rotation",
+                                             "scale", "translation", "projected")})
         return res
 
     def structure(self):
@@ -343,8 +352,8 @@ class KeypointModel(nn.Module):
 @torch.no_grad()
 def predict_dataset(model, dataset, *, batch_size=64, device="cpu", num_workers=0):
     """Run the model over a dataset. Returns numpy arrays: keypoints_2d (N, K, 2) and, with the
-    3D branch, keypoints_3d (N, K, 3) (kp3d frame, [-1, 1]); and the dataset's landmarks_2d,
-    landmarks_3d, visible, yaw_deg, index."""
+    3D branch, keypoints_3d and fitted_3d (N, K, 3) (kp3d frame, [-1, 1]; see `predict`); and
+    the dataset's landmarks_2d, landmarks_3d, visible, yaw_deg, index."""
     was_training = model.training
     model.eval()
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
@@ -352,9 +361,7 @@ def predict_dataset(model, dataset, *, batch_size=64, device="cpu", num_workers=
     acc = {}
     for batch in loader:
         pred = model.predict(batch["image"].to(device))
-        items = {"keypoints_2d": pred["keypoints_2d"]}
-        if "keypoints_3d" in pred:
-            items["keypoints_3d"] = pred["keypoints_3d"]
+        items = {k: pred[k] for k in ("keypoints_2d", "keypoints_3d", "fitted_3d") if k in pred}
         for key in ("landmarks_2d", "landmarks_3d", "visible", "yaw_deg", "index"):
             if key in batch:
                 items[key] = batch[key]

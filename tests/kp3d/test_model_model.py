@@ -31,6 +31,22 @@ def test_forward_shapes_3d():
     assert set(pred) >= {"keypoints_2d", "keypoints_3d", "rotation", "alpha"}
 
 
+def test_3d_keypoints_are_the_2d_points_at_the_fitted_depth():
+    """keypoints_3d keeps each 2D point (keypoint or refined copy) and takes the depth of the
+    structure fitted to it; fitted_3d is that structure, its x, y the projection. A structure
+    whose projection differs from the points (as it does at initialisation) tells them apart."""
+    torch.manual_seed(0)
+    model = KeypointModel(ModelConfig(num_keypoints=5, refine_reach=0.19, **TINY))
+    pred = model.predict(torch.rand(3, 3, 32, 32) * 2 - 1)
+    k2, k3, fit = pred["keypoints_2d"], pred["keypoints_3d"], pred["fitted_3d"]
+    assert k2.shape == (3, 10, 2) and k3.shape == fit.shape == (3, 10, 3)
+    assert torch.equal(k3[..., :2], k2)
+    assert torch.equal(k3[..., 2], fit[..., 2])
+    assert torch.equal(fit[..., :2], pred["projected"])
+    assert (fit[..., :2] - k2).abs().max() > 1e-3
+    assert fit[..., 2].abs().max() > 1e-3  # a non-planar structure: the depth is not all zero
+
+
 def test_autolink_mode_has_no_3d_branch():
     model = KeypointModel(ModelConfig(num_keypoints=4, mode="autolink", **TINY))
     assert not hasattr(model, "shape")
