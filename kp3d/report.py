@@ -335,7 +335,8 @@ def write_report(out, m, pictures, model_config, train_config):
                 L.append(f"| {key} | " + " | ".join(_pct(v) for v in b[key]) + " |")
         L.append("")
     if "predicted_yaw_spread_deg" in m:
-        L.append(f"3D structure check: the lifted keypoints turn by {m['predicted_yaw_spread_deg']:.1f}"
+        L.append(f"3D structure check: the 3D structure fitted to the points turns by "
+                 f"{m['predicted_yaw_spread_deg']:.1f}"
                  f" deg (standard deviation) across the test images; the correlation of that "
                  f"turn with the true head yaw is {m['predicted_yaw_corr_with_true']:.2f} "
                  "(0 = the depth carries no pose information).\n")
@@ -349,8 +350,9 @@ def write_report(out, m, pictures, model_config, train_config):
         "reconstruction": "Reconstruction samples, one row per image: target, masked input, "
                           "edge map drawn from the keypoints, decoder output.",
         "structure": "The learned 3D mean shape with its strongest links: front, side, top.",
-        "reconstructions_3d": "Per-image 3D: the image with its keypoints; the lifted 3D "
-                              "keypoints from above; the 3D landmarks regressed from them (red) "
+        "reconstructions_3d": "Per-image 3D: the image with its keypoints; the 3D keypoints "
+                              "(each point at the depth of the structure fitted to them) from "
+                              "above; the 3D landmarks regressed from them (red) "
                               "over the ground truth (grey), front and top; the same for the flat "
                               "z = 0 lift (blue).",
         "learning_curves": "Loss terms over training.",

@@ -22,6 +22,9 @@ the projection loss on the detector, and other levers").
                                                          # the r3 of an ideal rigid lifter on them
     python scripts/demo_diagnostics.py depth-ceiling [RUN_DIR]  # r3 of depth regressed from the points
                                                          # with true depths (what depth labels would allow)
+    python scripts/demo_diagnostics.py depth-share [RUN_DIR]  # the flat lift's 3D NME split into its
+                                                         # image-plane and depth parts; the model's
+                                                         # 3D keypoints and structure beside it
     python scripts/demo_diagnostics.py search [RUN_DIR]  # how far the refinement's search moves true
                                                          # landmarks; an active-shape fit from the
                                                          # model's pose
@@ -167,7 +170,7 @@ def cmd_pictures(a):
 
 def cmd_copies(a):
     """r2 of a model with refined keypoints (ModelConfig.refine_reach) from all its points, from
-    the keypoints alone and from their refined copies alone (the demo's protocol)."""
+    the keypoints alone and from their refined copies alone (regression on 500 faces, 300 test faces)."""
     from kp3d.model.keypoint_model import predict_dataset
     from kp3d.train.trainer import load_model
 
@@ -461,6 +464,69 @@ def depth_ceiling_report(name, points, truth, size, a):
     print(f"{name}: r3 with depth regressed from the points by an MLP trained on true depths "
           f"{', '.join(found)}; with the true depths {r3({s: true_depth(s) for s in ('regress', 'test')}):.3f}",
           flush=True)
+
+
+def nme_3d_parts(points, gt3):
+    """The evaluation's 3D regression (bias-free, fit on the regress split) from 3D points
+    {split: (N, P, 3), [-1, 1] frame} to the landmarks gt3 {split: (N, L, 3) pixels}: on the test
+    split, the mean per-landmark error (fractions of sqrt(w h), as nme_3d) and its image-plane
+    and depth parts: (3D, x y, z)."""
+    from kp3d.eval.metrics import _centre_depth, _centre_like, box_size, to_regression_frame
+    from kp3d.eval.regression import fit_bias_free
+
+    X = {s: to_regression_frame(points[s], "kp3d").reshape(len(points[s]), -1) for s in points}
+    G = {s: _centre_depth(np.asarray(gt3[s], np.float64)) for s in gt3}
+    W = fit_bias_free(X["regress"], G["regress"].reshape(len(G["regress"]), -1))
+    P = _centre_like((X["test"] @ W).reshape(G["test"].shape), G["test"])
+    norm = box_size(G["test"], "sqrtwh")[:, None]
+    xy = np.linalg.norm(P[..., :2] - G["test"][..., :2], axis=-1) / norm
+    z = np.abs(P[..., 2] - G["test"][..., 2]) / norm
+    return np.hypot(xy, z).mean(), xy.mean(), z.mean()
+
+
+def depth_share_report(name, sets, gt3, regress_counts):
+    """Print, for each regression count, the flat lift's 3D NME split into its image-plane and
+    depth parts, what exact depth would leave (its image-plane part), and each 3D point set of
+    `sets` {label: {split: (N, P, 3)}} beside it. The first set is the flat lift."""
+    for n in regress_counts:
+        cut = lambda d: {"regress": d["regress"][:n], "test": d["test"]}  # noqa: E731
+        flat, *others = [(label, nme_3d_parts(cut(p), cut(gt3))) for label, p in sets.items()]
+        e3, xy, z = flat[1]
+        line = (f"{name}, regression on {n}: flat lift 3D {e3:.4f} = x y {xy:.4f} + z {z:.4f}; "
+                f"exact depth {xy:.4f} ({xy / e3:.3f} x)")
+        for label, (m3, mxy, mz) in others:
+            line += f"; {label} {m3:.4f} = x y {mxy:.4f} + z {mz:.4f} ({m3 / e3:.3f} x)"
+        print(line, flush=True)
+
+
+def cmd_depth_share(a):
+    """How much of the 3D figure depth can win. The flat lift's 3D NME splits into an
+    image-plane part (the 2D regression's error) and a depth part; exact depth that left the
+    image plane alone would remove only the second, so the image-plane part over the flat lift's
+    3D NME is what such depth gives at best. With RUN: the model's 3D keypoints (the points at
+    the fitted structure's depth) and the structure itself (x, y its projection) beside it.
+    Without RUN: the 8 true landmarks with Gaussian noise (pixels at 64 x 64), flat lift only."""
+    zero = lambda p: np.concatenate([p, np.zeros_like(p[..., :1])], -1)  # noqa: E731
+    counts = {"regress": max(a.regress), "test": a.test}
+    if a.run:
+        from kp3d.model.keypoint_model import predict_dataset
+        from kp3d.train.trainer import load_model
+
+        model, _ = load_model(a.run)
+        P = {s: predict_dataset(model, build_dataset(DATA, s, model.config.image_size, length=n))
+             for s, n in counts.items()}
+        sets = {"flat": {s: zero(P[s]["keypoints_2d"]) for s in P}}
+        if "keypoints_3d" in P["test"]:
+            sets["3D keypoints"] = {s: P[s]["keypoints_3d"] for s in P}
+            sets["fitted structure"] = {s: P[s]["fitted_3d"] for s in P}
+        depth_share_report("the model's points", sets, {s: P[s]["landmarks_3d"] for s in P}, a.regress)
+    gt = {s: landmarks(s, n) for s, n in counts.items()}
+    for sigma in a.sigmas:
+        rng = np.random.default_rng(0)  # the same draw whichever sigmas are asked for
+        flat = {s: zero(to_frame(g[0][:, LANDMARKS] + rng.normal(0, sigma, g[0][:, LANDMARKS].shape)))
+                for s, g in gt.items()}
+        depth_share_report(f"8 true landmarks, noise {sigma:g} px", {"flat": flat},
+                           {s: g[1] for s, g in gt.items()}, a.regress)
 
 
 # (reach, temperature) pairs of the refinement's search scored by `search`: the default first
@@ -1045,6 +1111,13 @@ def main():
     dc.add_argument("--labelled", type=int, nargs="+", default=[1000, 4000],
                     help="training faces whose true depths the MLP learns from")
     dc.add_argument("--steps", type=int, default=6000)
+    ds_ = sub.add_parser("depth-share")
+    ds_.add_argument("run", nargs="?", help="checkpoint file or run folder (none: landmarks only)")
+    ds_.add_argument("--sigmas", type=float, nargs="*", default=[0, 1, 2, 3, 6],
+                     help="the noise on the 8 true landmarks, pixels at 64 x 64")
+    ds_.add_argument("--regress", type=int, nargs="+", default=[500, 2000],
+                     help="faces the regression is fit on")
+    ds_.add_argument("--test", type=int, default=300, help="test faces")
     se = sub.add_parser("search")
     se.add_argument("run", nargs="?", help="checkpoint file or run folder with refined keypoints")
     se.add_argument("--faces", type=int, default=300, help="test faces")
@@ -1094,7 +1167,8 @@ def main():
     {"noise": cmd_noise, "gt": cmd_gt, "refit": cmd_refit, "heatmaps": cmd_heatmaps,
      "edge-use": cmd_edge_use, "oracle": cmd_oracle, "ceiling": cmd_ceiling,
      "mirror": cmd_mirror, "appearance": cmd_appearance, "follow": cmd_follow, "regions": cmd_regions,
-     "parts": cmd_parts, "copies": cmd_copies, "rigid": cmd_rigid, "depth-ceiling": cmd_depth_ceiling, "search": cmd_search,
+     "parts": cmd_parts, "copies": cmd_copies, "rigid": cmd_rigid, "depth-ceiling": cmd_depth_ceiling,
+     "depth-share": cmd_depth_share, "search": cmd_search,
      "pose-search": cmd_pose_search, "pictures": cmd_pictures}[a.cmd](a)
 
 

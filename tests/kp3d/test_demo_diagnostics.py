@@ -337,3 +337,42 @@ def test_pose_search_reports_the_found_rotation_and_its_depth():
     # the true pose for most faces; exact depth is far better than the flat lift
     assert nearest < 13 and off < 60 and true < 0.6 and true < fitted, res.stdout
     assert 0 < found < 2, res.stdout
+
+
+DEPTH_SHARE_ROW = (r"^(.+?), regression on (\d+): flat lift 3D ([0-9.]+) = x y ([0-9.]+) \+ z ([0-9.]+); "
+                   r"exact depth ([0-9.]+) \(([0-9.]+) x\)(.*)$")
+
+
+def test_nme_3d_parts_split_the_error_into_image_plane_and_depth():
+    """Points that give the landmarks exactly score 0; the flat lift of exact landmarks misses
+    only their depth; wrong depth alone leaves the image-plane part at 0."""
+    dd = load_script()
+    rng = np.random.default_rng(0)
+    gt = {s: rng.normal(0, 20, (n, 5, 3)) + 32 for s, n in (("regress", 40), ("test", 30))}
+    for g in gt.values():
+        g[..., 2] -= g[..., 2].mean(1, keepdims=True)  # the evaluation centres depth per image
+    frame = {s: dd.to_frame(g) for s, g in gt.items()}  # the regression undoes the scaling
+    assert np.allclose(dd.nme_3d_parts(frame, gt), 0, atol=1e-9)
+    flat = {s: np.concatenate([f[..., :2], np.zeros_like(f[..., :1])], -1) for s, f in frame.items()}
+    e3, xy, z = dd.nme_3d_parts(flat, gt)
+    assert xy < 1e-9 and z > 0.1 and np.isclose(e3, z)
+
+
+def test_depth_share_of_landmarks_and_of_a_run(tmp_path):
+    train_tiny(tmp_path, {"refined": ["--refine-reach", "0.2"]})
+    res = subprocess.run([sys.executable, str(SCRIPT), "depth-share", str(tmp_path / "refined"),
+                          "--sigmas", "0", "6", "--regress", "30", "60", "--test", "40"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    rows = re.findall(DEPTH_SHARE_ROW, res.stdout, re.M)
+    assert [(name, int(n)) for name, n, *_ in rows] == [
+        ("the model's points", 30), ("the model's points", 60), ("8 true landmarks, noise 0 px", 30),
+        ("8 true landmarks, noise 0 px", 60), ("8 true landmarks, noise 6 px", 30),
+        ("8 true landmarks, noise 6 px", 60)], res.stdout
+    for name, _, e3, xy, z, exact, ratio, rest in rows:
+        e3, xy, z, exact = float(e3), float(xy), float(z), float(exact)
+        assert exact == xy and max(xy, z) <= e3 <= xy + z + 1e-4 and np.isclose(float(ratio), xy / e3, atol=2e-3)
+        assert ("3D keypoints" in rest and "fitted structure" in rest) == (name == "the model's points")
+    # exact depth removes most of the flat lift's error on exact landmarks, little on noisy ones
+    share = {name: float(ratio) for name, n, *_, ratio, _ in rows if n == "60"}
+    assert share["8 true landmarks, noise 0 px"] < 0.5 < share["8 true landmarks, noise 6 px"], res.stdout
