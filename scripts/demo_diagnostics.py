@@ -492,10 +492,10 @@ def depth_share_report(name, sets, gt3, regress_counts):
         cut = lambda d: {"regress": d["regress"][:n], "test": d["test"]}  # noqa: E731
         flat, *others = [(label, nme_3d_parts(cut(p), cut(gt3))) for label, p in sets.items()]
         e3, xy, z = flat[1]
-        line = (f"{name}, regression on {n}: flat lift 3D {e3:.4f} = x y {xy:.4f} + z {z:.4f}; "
-                f"exact depth {xy:.4f} ({xy / e3:.3f} x)")
+        line = (f"{name}, regression on {n}: flat lift 3D {e3:.4f} (image plane {xy:.4f}, depth "
+                f"{z:.4f}); exact depth {xy:.4f} ({xy / e3:.3f} x)")
         for label, (m3, mxy, mz) in others:
-            line += f"; {label} {m3:.4f} = x y {mxy:.4f} + z {mz:.4f} ({m3 / e3:.3f} x)"
+            line += f"; {label} {m3:.4f} (image plane {mxy:.4f}, depth {mz:.4f}; {m3 / e3:.3f} x)"
         print(line, flush=True)
 
 
@@ -520,7 +520,7 @@ def cmd_depth_share(a):
             sets["3D keypoints"] = {s: P[s]["keypoints_3d"] for s in P}
             sets["fitted structure"] = {s: P[s]["fitted_3d"] for s in P}
         depth_share_report("the model's points", sets, {s: P[s]["landmarks_3d"] for s in P}, a.regress)
-    gt = {s: landmarks(s, n) for s, n in counts.items()}
+    gt = {s: landmarks(s, n) for s, n in counts.items()} if a.sigmas else {}
     for sigma in a.sigmas:
         rng = np.random.default_rng(0)  # the same draw whichever sigmas are asked for
         flat = {s: zero(to_frame(g[0][:, LANDMARKS] + rng.normal(0, sigma, g[0][:, LANDMARKS].shape)))
