@@ -247,10 +247,10 @@ class KeypointModel(nn.Module):
             alpha, R, S, T = self.lifter(points, scales)
             X = self.shape.canonical(alpha)
             P3D = self.shape.pose(X, R, S, T)
+            fitted = self.shape.to_image_frame(P3D)  # projected once, for both outputs
         return {"alpha": alpha, "rotation": R, "scale": S, "translation": T, "canonical": X,
-                "points_3d": P3D, "projected": self.shape.project(P3D),
-                "keypoints_3d": torch.cat([points, P3D[..., 2:]], -1),
-                "fitted_3d": self.shape.to_image_frame(P3D)}
+                "points_3d": P3D, "projected": fitted[..., :2],
+                "keypoints_3d": torch.cat([points, P3D[..., 2:]], -1), "fitted_3d": fitted}
 
     def parameter_groups(self):
         """(edge-weight parameters, everything else) for the optimiser."""
