@@ -82,6 +82,22 @@ def template_response(images, templates, radius):
     return F.conv2d(padded, t) / (C * side * side) ** 0.5
 
 
+def template_overlap(templates, radius, channels=3):
+    """Mean over pairs j != k of the largest squared normalised cross-correlation of templates
+    j and k over all relative shifts (patches compared as the search sees them: mean colour
+    removed). 1 when two templates are the same pattern, even shifted; small when they are
+    distinct. Without it every template settles on the strongest feature (an eye's corner)."""
+    K = templates.shape[0]
+    side = 2 * radius + 1
+    t = templates.reshape(K, channels, side * side)
+    t = F.normalize((t - t.mean(-1, keepdim=True)).reshape(K, -1), dim=-1)
+    t = t.reshape(K, channels, side, side)
+    xc = F.conv2d(t, t, padding=side - 1)  # (K, K, 2 side - 1, 2 side - 1)
+    peak = xc.square().flatten(2).amax(-1)
+    off = ~torch.eye(K, dtype=torch.bool, device=templates.device)
+    return peak[off].mean() if K > 1 else peak.sum() * 0
+
+
 def refine_keypoints(images, keypoints, templates, radius, reach, temperature, *, backend="auto"):
     """(B, K, 2): for each keypoint, the soft-argmax over the image's pixels of
     template_response / temperature - |p - keypoint|^2 / (2 reach^2) (reach in the [-1, 1]
@@ -98,5 +114,5 @@ def refine_keypoints(images, keypoints, templates, radius, reach, temperature, *
     return soft_argmax(logits, backend=backend)
 
 
-__all__ = ["patch_offsets", "local_patches", "template_loss", "template_response",
+__all__ = ["patch_offsets", "local_patches", "template_loss", "template_overlap", "template_response",
            "refine_keypoints"]

@@ -18,7 +18,7 @@ from torch.nn import functional as F
 from kp3d_kernels import EdgeMapRenderer
 from kp3d_kernels.modules import AUTOLINK_INITIAL_WEIGHT
 
-from .appearance import refine_keypoints, template_loss
+from .appearance import refine_keypoints, template_loss, template_overlap
 from .decoder import Decoder, keypoint_maps, part_colours, random_patch_mask, shuffle_cells
 from .detector import Detector
 from .equivariance import equivariance_loss
@@ -91,6 +91,9 @@ class ModelConfig:
     refine_reach: float = 0.0
     refine_radius: int = 2          # the templates' patches: (2r+1)^2 pixels
     refine_temperature: float = 0.02  # of the template's amplitude, in the image's units
+    # > 0: the template loss also pays this times the templates' mutual overlap (appearance.py
+    # template_overlap), so that the templates settle on different features
+    template_diversity: float = 0.0
     # > 1: the detector, the edge map and the decoder work on the image average-pooled by this
     # factor (work_size pixels a side); the refinement searches the full image_size one, so its
     # templates see finer detail while the network runs at the smaller size (docs/method.md)
@@ -151,6 +154,8 @@ class ModelConfig:
             raise ValueError(f"refine_reach must be >= 0, got {self.refine_reach!r}")
         if not self.refine_temperature > 0:
             raise ValueError(f"refine_temperature must be > 0, got {self.refine_temperature!r}")
+        if not self.template_diversity >= 0:
+            raise ValueError(f"template_diversity must be >= 0, got {self.template_diversity!r}")
         if not self.part_compactness >= 0:
             raise ValueError(f"part_compactness must be >= 0, got {self.part_compactness!r}")
         if not self.warp_sigma > 0:
@@ -307,6 +312,9 @@ class KeypointModel(nn.Module):
             out["refined"] = refined
             out["templates"] = template_loss(full, refined, self.templates,
                                              self.config.refine_radius)
+            if self.config.template_diversity:
+                out["templates"] = out["templates"] + self.config.template_diversity * template_overlap(
+                    self.templates, self.config.refine_radius)
         if self.has_3d:
             out.update(self.lift(out["points_2d"]))
             if self.canonicalizer is not None:

@@ -6,7 +6,7 @@ import torch
 
 from kp3d.model import KeypointModel, ModelConfig
 from kp3d.model.appearance import (local_patches, patch_offsets, refine_keypoints, template_loss,
-                                   template_response)
+                                   template_overlap, template_response)
 from kp3d.model.losses import LossWeights, projection_loss, total_loss
 from kp3d.model.perceptual import build_reconstruction_loss
 from kp3d.train.config import TrainConfig
@@ -198,9 +198,42 @@ def test_template_term_trains_the_templates_only_and_projection_targets_every_po
     assert terms["projection"] == pytest.approx(float(expected))
 
 
+def test_template_overlap_is_one_for_shifted_copies_and_small_for_distinct_templates():
+    torch.manual_seed(0)
+    base = torch.randn(3, 9, 9)
+    # two 5 x 5 crops of one pattern, one pixel apart, and a brighter copy of the first
+    a, b = base[:, 2:7, 2:7], base[:, 2:7, 3:8]
+    same = template_overlap(torch.stack([a, 3.0 * a + 0.5]).reshape(2, -1), 2)
+    shifted = template_overlap(torch.stack([a, b]).reshape(2, -1), 2)
+    assert torch.isclose(same, torch.tensor(1.0), atol=1e-5)
+    # the shifted copy shares 20 of its 25 pixels with the other at the best shift
+    assert 0.5 < shifted < 1.0
+    distinct = template_overlap(torch.randn(12, 75), 2)
+    assert distinct < 0.15
+    # it only compares pairs: one template alone has no overlap, and the gradient reaches it
+    assert template_overlap(torch.randn(1, 75), 2) == 0
+    t = torch.randn(4, 75, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: template_overlap(x, 2), (t,))
+
+
+def test_template_diversity_adds_the_overlap_to_the_template_term():
+    torch.manual_seed(0)
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    plain = KeypointModel(tiny_config())
+    diverse = KeypointModel(tiny_config(template_diversity=0.5))
+    diverse.load_state_dict(plain.state_dict())
+    torch.manual_seed(1)
+    a = plain(images)["templates"]
+    torch.manual_seed(1)
+    b = diverse(images)["templates"]
+    expected = a + 0.5 * template_overlap(plain.templates, plain.config.refine_radius)
+    assert torch.isclose(b, expected, atol=1e-6)
+
+
 def test_configs_check_the_refinement_settings():
     for field, bad in (("refine_radius", 0), ("refine_radius", 1.5), ("refine_radius", True),
-                       ("refine_reach", -0.1), ("refine_temperature", 0.0)):
+                       ("refine_reach", -0.1), ("refine_temperature", 0.0),
+                       ("template_diversity", -1.0)):
         with pytest.raises(ValueError, match=field):
             ModelConfig(**{field: bad})
     with pytest.raises(ValueError, match="w-templates"):
