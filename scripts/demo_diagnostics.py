@@ -20,6 +20,7 @@ the projection loss on the detector, and other levers").
                                                          # a search of the whole image finds
     python scripts/demo_diagnostics.py rigid RUN_DIR     # how far the points are from a rigid head, and
                                                          # the r3 of an ideal rigid lifter on them
+    python scripts/demo_diagnostics.py where RUN_DIR     # which true landmark each point is nearest to
     python scripts/demo_diagnostics.py depth-ceiling [RUN_DIR]  # r3 of depth regressed from the points
                                                          # with true depths (what depth labels would allow)
     python scripts/demo_diagnostics.py depth-share [RUN_DIR]  # the flat lift's 3D NME split into its
@@ -186,6 +187,47 @@ def cmd_copies(a):
                                P["test"]["keypoints_2d"][:, points], P["test"]["landmarks_2d"],
                                eye_indices=(0, 1))
         print(f"{name:<22} r2 {m['nme_2d'] / m['nme_2d_mean_baseline']:.3f}")
+
+
+def nearest_landmarks(points, landmarks_px):
+    """(N, P) index of the nearest landmark and (N, P) its distance, for points (N, P, 2) and
+    landmarks (N, L, 2), both in pixels."""
+    d = np.linalg.norm(points[:, :, None] - landmarks_px[:, None], axis=-1)
+    return d.argmin(-1), d.min(-1)
+
+
+def where_report(points, landmarks_px, yaw, names, num_keypoints, side_deg=20.0):
+    """One line per point: the median distance to its nearest landmark, the landmarks it is
+    nearest to most often, and the one it is nearest to on the faces turned one way (yaw below
+    -side_deg) and the other (above side_deg), with how often."""
+    near, dist = nearest_landmarks(points, landmarks_px)
+    L = len(names)
+    for k in range(points.shape[1]):
+        counts = np.bincount(near[:, k], minlength=L) / len(near)
+        top = ", ".join(f"{names[j]} {counts[j]:.0%}" for j in np.argsort(-counts)[:3])
+        sides = []
+        for label, faces in (("yaw < -%g" % side_deg, yaw < -side_deg), ("yaw > %g" % side_deg, yaw > side_deg)):
+            if faces.any():
+                c = np.bincount(near[faces, k], minlength=L) / faces.sum()
+                sides.append(f"{label}: {names[c.argmax()]} {c.max():.0%}")
+        kind = "keypoint" if k < num_keypoints else "copy"
+        print(f"{kind} {k % num_keypoints:2d}: {np.median(dist[:, k]):4.1f} px from the nearest "
+              f"landmark (median); nearest to {top}; {'; '.join(sides)}", flush=True)
+
+
+def cmd_where(a):
+    """Where a model's points land: for each keypoint and refined copy, which of the 24 true
+    landmarks it is nearest to on the test faces, overall and on the faces turned either way
+    (pixels at the model's image size)."""
+    from kp3d.model.keypoint_model import predict_dataset
+    from kp3d.train.trainer import load_model
+
+    model, _ = load_model(a.run)
+    S, K = model.config.image_size, model.config.num_keypoints
+    ds = build_dataset(DATA, "test", S, length=a.faces)
+    P = predict_dataset(model, ds)
+    where_report(to_pixels(P["keypoints_2d"], S), np.asarray(P["landmarks_2d"], np.float64),
+                 np.asarray(P["yaw_deg"], np.float64), ds.info.landmark_names, K)
 
 
 # K = 8 points on a ring of radius 0.7 head units (the head's half-width is about 0.8, its
@@ -359,6 +401,42 @@ def rigid_report(name, points, scenes, gt, pose_noise=()):
               flush=True)
 
 
+def fit_residual(X, p):
+    """Mean distance (pixels) of the points p (K, 2) from the rigid head X (K, 3) at the
+    weak-perspective pose that fits them best."""
+    rows, t = scaled_orthographic_camera(X, p)
+    return np.linalg.norm(X @ rows.T + t - p, axis=-1).mean()
+
+
+def two_mode_report(points, scenes, gt):
+    """A head that may differ with the side the face is turned to: one rigid head (`rigid_head_fit`)
+    fit on the training faces of yaw >= 0, one on the others. Prints how far the test points sit
+    from the head of their true side at the true pose, and r3 with the depth at the pose fitted
+    to the points, taking the head of the true side (what a lifter that knew the side could do)
+    or the head that fits the points better (what the points themselves tell)."""
+    splits = ("regress", "test")
+    yaw = {s: np.array([sc.yaw_deg for sc in scenes[s]]) for s in scenes}
+    turned = yaw["train"] >= 0
+    heads = {side: rigid_head_fit(points["train"][turned == side],
+                                  [sc for sc, t in zip(scenes["train"], turned) if t == side])
+             for side in (True, False)}
+    A, base = head_cameras(scenes["test"])
+    true_side = {s: yaw[s] >= 0 for s in splits}
+    best_side = {s: np.array([fit_residual(heads[True], p) < fit_residual(heads[False], p) for p in points[s]])
+                 for s in splits}
+    X_true = np.stack([heads[t] for t in true_side["test"]])
+    dist = np.linalg.norm(np.einsum("nij,nkj->nki", A, X_true) + base[:, None] - points["test"], axis=-1).mean()
+    found = []
+    for side in (true_side, best_side):
+        depth = {s: np.stack([fitted_head_depth(p[None], heads[t])[0] for p, t in zip(points[s], side[s])])
+                 for s in splits}
+        found.append(ratios_with_depth(points, depth, gt)[1])
+    print(f"  two rigid heads, one per side the face is turned to: {dist:.1f} px from the head of the "
+          f"true side; r3 at the pose fitted to the points with the head of the true side "
+          f"{found[0]:.3f}, with the head that fits them better {found[1]:.3f} (the true side on "
+          f"{np.mean(best_side['test'] == true_side['test']):.0%} of the test faces)", flush=True)
+
+
 def cmd_rigid(a):
     """Can any lifter find depth in these 2D points? Each point is given the head-frame position
     that fits it best over 1500 training faces at their TRUE poses (a rigid head); then on the
@@ -382,11 +460,15 @@ def cmd_rigid(a):
 
         px = {s: to_pixels(predict_dataset(model, d)["keypoints_2d"], SIZE) for s, d in ds.items()}
         rigid_report("the model's points", px, scenes, gt, a.pose_noise)
+        if a.two_modes:
+            two_mode_report(px, scenes, gt)
     true = {s: np.stack([sc.to_pixels(sc.landmarks[LANDMARKS]) for sc in scenes[s]]) for s in scenes}
     for sigma in a.sigmas:
         rng = np.random.default_rng(0)  # the same draw whichever sigmas are asked for
         noisy = {s: true[s] + rng.normal(0, sigma, true[s].shape) for s in true}
         rigid_report(f"8 true landmarks, noise {sigma:g} px", noisy, scenes, gt)
+        if a.two_modes:
+            two_mode_report(noisy, scenes, gt)
 
 
 def cmd_depth_ceiling(a):
@@ -1104,6 +1186,11 @@ def main():
     rg.add_argument("--pose-noise", type=float, nargs="*", default=[], metavar="DEG",
                     help="with RUN, also r3 of the model's points at the true pose with this much "
                          "Gaussian noise on its yaw and pitch")
+    rg.add_argument("--two-modes", action="store_true",
+                    help="also two rigid heads, one per side the face is turned to")
+    wh = sub.add_parser("where")
+    wh.add_argument("run", help="checkpoint file or run folder")
+    wh.add_argument("--faces", type=int, default=400, help="test faces")
     dc = sub.add_parser("depth-ceiling")
     dc.add_argument("run", nargs="?", help="checkpoint file or run folder (none: landmarks only)")
     dc.add_argument("--sigmas", type=float, nargs="*", default=[0, 3],
@@ -1168,7 +1255,7 @@ def main():
      "edge-use": cmd_edge_use, "oracle": cmd_oracle, "ceiling": cmd_ceiling,
      "mirror": cmd_mirror, "appearance": cmd_appearance, "follow": cmd_follow, "regions": cmd_regions,
      "parts": cmd_parts, "copies": cmd_copies, "rigid": cmd_rigid, "depth-ceiling": cmd_depth_ceiling,
-     "depth-share": cmd_depth_share, "search": cmd_search,
+     "depth-share": cmd_depth_share, "search": cmd_search, "where": cmd_where,
      "pose-search": cmd_pose_search, "pictures": cmd_pictures}[a.cmd](a)
 
 

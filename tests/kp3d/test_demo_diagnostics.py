@@ -236,7 +236,7 @@ def test_search_moves_true_landmarks_less_the_shorter_its_reach():
 
 
 def test_rigid_lifts_exact_landmarks_and_loses_depth_to_noise():
-    res = subprocess.run([sys.executable, str(SCRIPT), "rigid", "--sigmas", "0", "6"],
+    res = subprocess.run([sys.executable, str(SCRIPT), "rigid", "--sigmas", "0", "6", "--two-modes"],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     rows = re.findall(r"noise ([0-9.]+) px: ([0-9.]+) px from a rigid head .*?r3 with its depth at "
@@ -247,6 +247,10 @@ def test_rigid_lifts_exact_landmarks_and_loses_depth_to_noise():
     assert d0 < 1.5 < 6 < d6, res.stdout
     # exact points give a pose as good as the true one, nearly; noisy ones lose the depth's gain
     assert true0 < fit0 < 0.6 < 0.9 < fit6, res.stdout
+    # landmarks do not change with the side: two heads hold them no better than one
+    two = re.findall(r"two rigid heads, .*?: ([0-9.]+) px from the head of the true side; r3 .*? true side "
+                     r"([0-9.]+), with the head that fits them better ([0-9.]+)", res.stdout)
+    assert len(two) == 2 and abs(float(two[0][0]) - d0) < 0.2 and abs(float(two[0][1]) - fit0) < 0.02, res.stdout
 
 
 def test_search_fits_a_refined_model_and_refuses_others(tmp_path):
@@ -378,3 +382,66 @@ def test_depth_share_of_landmarks_and_of_a_run(tmp_path):
     # exact depth removes most of the flat lift's error on exact landmarks, little on noisy ones
     share = {name: float(ratio) for name, n, *_, ratio, _ in rows if n == "60"}
     assert share["8 true landmarks, noise 0 px"] < 0.5 < share["8 true landmarks, noise 6 px"], res.stdout
+
+
+def test_where_lists_every_point_of_a_run(tmp_path):
+    train_tiny(tmp_path, {"refined": ["--refine-reach", "0.2"]})
+    res = subprocess.run([sys.executable, str(SCRIPT), "where", str(tmp_path / "refined"), "--faces", "12"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    kinds = re.findall(r"^(keypoint|copy) +(\d+): +[0-9.]+ px from the nearest landmark", res.stdout, re.M)
+    assert kinds == [("keypoint", str(k)) for k in range(4)] + [("copy", str(k)) for k in range(4)], res.stdout
+
+
+def test_where_report_names_the_nearest_landmark_on_each_side(capsys):
+    """A point on landmark 3 is reported there on every face; a point that sits on landmark 0
+    when the face is turned one way and on landmark 1 when turned the other is reported on each
+    side's own landmark, and half of the faces on each overall."""
+    dd = load_script()
+    rng = np.random.default_rng(0)
+    yaw = np.repeat([-40.0, 40.0], 10)
+    lm = rng.uniform(0, 60, (20, 5, 2))
+    swap = np.where((yaw > 0)[:, None], lm[:, 1], lm[:, 0])
+    points = np.stack([lm[:, 3] + 0.5, swap], 1)
+    dd.where_report(points, lm, yaw, ["a", "b", "c", "d", "e"], num_keypoints=1)
+    fixed, swapping = capsys.readouterr().out.strip().splitlines()
+    assert fixed.startswith("keypoint  0:  0.7 px from the nearest landmark") and "nearest to d 100%" in fixed
+    assert "yaw < -20: d 100%; yaw > 20: d 100%" in fixed
+    assert swapping.startswith("copy  0:  0.0 px") and "nearest to a 50%, b 50%" in swapping
+    assert "yaw < -20: a 100%; yaw > 20: b 100%" in swapping
+
+
+def test_two_mode_report_finds_points_that_change_with_the_side(capsys):
+    """Points fixed on the head, and one that moves to another place on the head when the face
+    turns the other way: one rigid head cannot hold them, two heads (one per side) can, and the
+    better-fitting head tells the side."""
+    from kp3d.data import build_dataset
+
+    dd = load_script()
+    n = {"train": 80, "regress": 60, "test": 40}
+    rng = np.random.default_rng(1)
+    X = rng.normal(0, 0.5, (5, 3))
+    other = X[4] + [1.0, 0.5, 0.0]  # a head unit is about 20 pixels at 64 x 64
+    scenes, points = {}, {}
+    for s, k in n.items():
+        ds = build_dataset("synthetic:face", s, 64, length=k)
+        scenes[s] = [dd.scene_of(ds, i) for i in range(k)]
+        pts = []
+        for sc in scenes[s]:
+            head = X.copy()
+            if sc.yaw_deg < 0:
+                head[4] = other
+            pts.append(sc.to_pixels(sc.object_centre + head @ dd.head_rotation(sc).T))
+        points[s] = np.stack(pts)
+    gt = {s: dd.landmarks(s, n[s])[:2] for s in ("regress", "test")}
+    A, base = dd.head_cameras(scenes["test"])
+    one = dd.rigid_head_fit(points["train"], scenes["train"])
+    one_dist = np.linalg.norm(np.einsum("nij,kj->nki", A, one) + base[:, None] - points["test"], axis=-1).mean()
+    dd.two_mode_report(points, scenes, gt)
+    out = capsys.readouterr().out
+    found = re.search(r"([0-9.]+) px from the head of the true side; r3 .*? true side ([0-9.]+), .*? "
+                      r"better ([0-9.]+) \(the true side on (\d+)% of the test faces\)", out)
+    assert found, out
+    dist, r3_true, r3_best, right = (float(v) for v in found.groups())
+    assert dist < 0.05 < 1.0 < one_dist, (dist, one_dist)
+    assert right == 100 and r3_true == r3_best, out
