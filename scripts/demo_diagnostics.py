@@ -218,12 +218,18 @@ def where_report(points, landmarks_px, yaw, names, num_keypoints, side_deg=20.0)
 def cmd_where(a):
     """Where a model's points land: for each keypoint and refined copy, which of the 24 true
     landmarks it is nearest to on the test faces, overall and on the faces turned either way
-    (pixels at the model's image size)."""
+    (pixels at the model's image size); with refinement, first how alike its templates are."""
     from kp3d.model.keypoint_model import predict_dataset
     from kp3d.train.trainer import load_model
 
     model, _ = load_model(a.run)
     S, K = model.config.image_size, model.config.num_keypoints
+    if model.config.refine_reach:
+        from kp3d.model.appearance import template_overlap
+
+        overlap = float(template_overlap(model.templates.detach(), model.config.refine_radius))
+        print(f"the templates' mutual overlap {overlap:.3f} (1: one pattern, even shifted; "
+              f"random templates: about 0.05)", flush=True)
     ds = build_dataset(DATA, "test", S, length=a.faces)
     P = predict_dataset(model, ds)
     where_report(to_pixels(P["keypoints_2d"], S), np.asarray(P["landmarks_2d"], np.float64),

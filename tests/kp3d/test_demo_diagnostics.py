@@ -389,6 +389,7 @@ def test_where_lists_every_point_of_a_run(tmp_path):
     res = subprocess.run([sys.executable, str(SCRIPT), "where", str(tmp_path / "refined"), "--faces", "12"],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
+    assert re.search(r"^the templates' mutual overlap [0-9.]+ ", res.stdout, re.M), res.stdout
     kinds = re.findall(r"^(keypoint|copy) +(\d+): +[0-9.]+ px from the nearest landmark", res.stdout, re.M)
     assert kinds == [("keypoint", str(k)) for k in range(4)] + [("copy", str(k)) for k in range(4)], res.stdout
 
