@@ -414,33 +414,59 @@ def fit_residual(X, p):
     return np.linalg.norm(X @ rows.T + t - p, axis=-1).mean()
 
 
-def two_mode_report(points, scenes, gt):
-    """A head that may differ with the side the face is turned to: one rigid head (`rigid_head_fit`)
-    fit on the training faces of yaw >= 0, one on the others. Prints how far the test points sit
-    from the head of their true side at the true pose, and r3 with the depth at the pose fitted
-    to the points, taking the head of the true side (what a lifter that knew the side could do)
-    or the head that fits the points better (what the points themselves tell)."""
+def two_head_depth(points, scenes, mode, gt):
+    """Two rigid heads (`rigid_head_fit`), one fit on the training faces whose `mode` {split: (N,)
+    bool} is True, one on the others. Returns (mean distance of the test points from the head of
+    their mode at the true pose, r3 with each face's depth at the pose fitted to its points with
+    the head of its mode, r3 with the head that fits the points better, {split: that choice})."""
     splits = ("regress", "test")
-    yaw = {s: np.array([sc.yaw_deg for sc in scenes[s]]) for s in scenes}
-    turned = yaw["train"] >= 0
-    heads = {side: rigid_head_fit(points["train"][turned == side],
-                                  [sc for sc, t in zip(scenes["train"], turned) if t == side])
-             for side in (True, False)}
+    heads = {m: rigid_head_fit(points["train"][mode["train"] == m],
+                               [sc for sc, t in zip(scenes["train"], mode["train"]) if t == m])
+             for m in (True, False)}
     A, base = head_cameras(scenes["test"])
-    true_side = {s: yaw[s] >= 0 for s in splits}
-    best_side = {s: np.array([fit_residual(heads[True], p) < fit_residual(heads[False], p) for p in points[s]])
-                 for s in splits}
-    X_true = np.stack([heads[t] for t in true_side["test"]])
-    dist = np.linalg.norm(np.einsum("nij,nkj->nki", A, X_true) + base[:, None] - points["test"], axis=-1).mean()
+    X = np.stack([heads[m] for m in mode["test"]])
+    dist = np.linalg.norm(np.einsum("nij,nkj->nki", A, X) + base[:, None] - points["test"], axis=-1).mean()
+    better = {s: np.array([fit_residual(heads[True], p) < fit_residual(heads[False], p) for p in points[s]])
+              for s in splits}
     found = []
-    for side in (true_side, best_side):
-        depth = {s: np.stack([fitted_head_depth(p[None], heads[t])[0] for p, t in zip(points[s], side[s])])
+    for choice in (mode, better):
+        depth = {s: np.stack([fitted_head_depth(p[None], heads[m])[0] for p, m in zip(points[s], choice[s])])
                  for s in splits}
         found.append(ratios_with_depth(points, depth, gt)[1])
+    return dist, found[0], found[1], better
+
+
+def copies_side(points, num_keypoints):
+    """(N,) bool: the copies (the points after the first num_keypoints) sit right of the
+    keypoints, their median x above the keypoints' mean x: which eye they took, as the points
+    show it."""
+    return np.median(points[:, num_keypoints:, 0], 1) > points[:, :num_keypoints, 0].mean(1)
+
+
+def two_mode_report(points, scenes, gt, num_keypoints=None):
+    """A head that may differ with the side the face is turned to: one rigid head fit on the
+    training faces of yaw >= 0, one on the others (`two_head_depth`). Prints how far the test
+    points sit from the head of their true side at the true pose, and r3 with the depth at the
+    pose fitted to the points, taking the head of the true side (what a lifter that knew the side
+    could do) or the head that fits the points better (what the points themselves tell). With
+    num_keypoints (a model with refined copies), the same with the two heads split by the side
+    of the keypoints the copies sit on, which the points show."""
+    yaw = {s: np.array([sc.yaw_deg for sc in scenes[s]]) for s in scenes}
+    true_side = {s: yaw[s] >= 0 for s in scenes}
+    dist, given, better, chosen = two_head_depth(points, scenes, true_side, gt)
     print(f"  two rigid heads, one per side the face is turned to: {dist:.1f} px from the head of the "
           f"true side; r3 at the pose fitted to the points with the head of the true side "
-          f"{found[0]:.3f}, with the head that fits them better {found[1]:.3f} (the true side on "
-          f"{np.mean(best_side['test'] == true_side['test']):.0%} of the test faces)", flush=True)
+          f"{given:.3f}, with the head that fits them better {better:.3f} (the true side on "
+          f"{np.mean(chosen['test'] == true_side['test']):.0%} of the test faces)", flush=True)
+    if num_keypoints is not None and points["test"].shape[1] > num_keypoints:
+        side = {s: copies_side(points[s], num_keypoints) for s in points}
+        flipped = np.mean(side["train"][yaw["train"] >= 0]) < 0.5  # name the copies' sides like the yaw's
+        side = {s: v ^ flipped for s, v in side.items()}
+        dist, given, _, _ = two_head_depth(points, scenes, side, gt)
+        print(f"  two rigid heads, one per side of the keypoints the copies sit on: {dist:.1f} px from "
+              f"the head of that side; r3 at the pose fitted to the points with it {given:.3f} (that "
+              f"side is the true one on {np.mean(side['test'] == true_side['test']):.0%} of the test "
+              f"faces)", flush=True)
 
 
 def cmd_rigid(a):
@@ -467,7 +493,7 @@ def cmd_rigid(a):
         px = {s: to_pixels(predict_dataset(model, d)["keypoints_2d"], SIZE) for s, d in ds.items()}
         rigid_report("the model's points", px, scenes, gt, a.pose_noise)
         if a.two_modes:
-            two_mode_report(px, scenes, gt)
+            two_mode_report(px, scenes, gt, model.config.num_keypoints if model.config.refine_reach else None)
     true = {s: np.stack([sc.to_pixels(sc.landmarks[LANDMARKS]) for sc in scenes[s]]) for s in scenes}
     for sigma in a.sigmas:
         rng = np.random.default_rng(0)  # the same draw whichever sigmas are asked for

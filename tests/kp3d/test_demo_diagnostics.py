@@ -446,3 +446,8 @@ def test_two_mode_report_finds_points_that_change_with_the_side(capsys):
     dist, r3_true, r3_best, right = (float(v) for v in found.groups())
     assert dist < 0.05 < 1.0 < one_dist, (dist, one_dist)
     assert right == 100 and r3_true == r3_best, out
+    # with copies (here the last two points), also the heads split by the copies' side
+    dd.two_mode_report(points, scenes, gt, num_keypoints=3)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and re.search(r"one per side of the keypoints the copies sit on: [0-9.]+ px .*? "
+                                         r"with it [0-9.]+ \(that side is the true one on \d+% ", lines[1]), lines
