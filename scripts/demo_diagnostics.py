@@ -1219,7 +1219,8 @@ def main():
                     help="with RUN, also r3 of the model's points at the true pose with this much "
                          "Gaussian noise on its yaw and pitch")
     rg.add_argument("--two-modes", action="store_true",
-                    help="also two rigid heads, one per side the face is turned to")
+                    help="also two rigid heads, one per side the face is turned to (and for a "
+                         "model with refined copies, one per side of the keypoints they sit on)")
     wh = sub.add_parser("where")
     wh.add_argument("run", help="checkpoint file or run folder")
     wh.add_argument("--faces", type=int, default=400, help="test faces")
