@@ -318,6 +318,14 @@ def rigid_head_fit(points, scenes):
     return np.linalg.lstsq(A.reshape(-1, 3), rhs, rcond=None)[0].T
 
 
+def distance_from_head(points, scenes, X):
+    """(N, K) pixel distances of the points (N, K, 2) from the rigid head X, (K, 3) or one per
+    face (N, K, 3), at the scenes' true poses (`head_cameras`)."""
+    A, base = head_cameras(scenes)
+    X = np.broadcast_to(X, (len(points),) + X.shape[-2:])
+    return np.linalg.norm(np.einsum("nij,nkj->nki", A, X) + base[:, None] - points, axis=-1)
+
+
 def scaled_orthographic_camera(X, p):
     """(rows (2, 3), translation (2,)): the weak-perspective camera, pixel = X rows^T +
     translation, that best fits the pixels p (K, 2) of the head-frame points X (K, 3): an affine
@@ -384,8 +392,7 @@ def rigid_report(name, points, scenes, gt, pose_noise=()):
     then for each of `pose_noise` (degrees), r3 at the true pose with that much Gaussian noise on
     its yaw and pitch. points, scenes: {split: (N, K, 2) pixels / scenes} for train, regress, test."""
     X = rigid_head_fit(points["train"], scenes["train"])
-    A, base = head_cameras(scenes["test"])
-    dist = np.linalg.norm(np.einsum("nij,kj->nki", A, X) + base[:, None] - points["test"], axis=-1).mean(0)
+    dist = distance_from_head(points["test"], scenes["test"], X).mean(0)
     splits = ("regress", "test")
     r3 = lambda depth: ratios_with_depth(points, depth, gt)  # noqa: E731
     scales = {s: np.array([sc.scale for sc in scenes[s]]) for s in splits}
@@ -423,9 +430,7 @@ def two_head_depth(points, scenes, mode, gt):
     heads = {m: rigid_head_fit(points["train"][mode["train"] == m],
                                [sc for sc, t in zip(scenes["train"], mode["train"]) if t == m])
              for m in (True, False)}
-    A, base = head_cameras(scenes["test"])
-    X = np.stack([heads[m] for m in mode["test"]])
-    dist = np.linalg.norm(np.einsum("nij,nkj->nki", A, X) + base[:, None] - points["test"], axis=-1).mean()
+    dist = distance_from_head(points["test"], scenes["test"], np.stack([heads[m] for m in mode["test"]])).mean()
     better = {s: np.array([fit_residual(heads[True], p) < fit_residual(heads[False], p) for p in points[s]])
               for s in splits}
     found = []

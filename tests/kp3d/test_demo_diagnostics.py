@@ -435,9 +435,8 @@ def test_two_mode_report_finds_points_that_change_with_the_side(capsys):
             pts.append(sc.to_pixels(sc.object_centre + head @ dd.head_rotation(sc).T))
         points[s] = np.stack(pts)
     gt = {s: dd.landmarks(s, n[s])[:2] for s in ("regress", "test")}
-    A, base = dd.head_cameras(scenes["test"])
     one = dd.rigid_head_fit(points["train"], scenes["train"])
-    one_dist = np.linalg.norm(np.einsum("nij,kj->nki", A, one) + base[:, None] - points["test"], axis=-1).mean()
+    one_dist = dd.distance_from_head(points["test"], scenes["test"], one).mean()
     dd.two_mode_report(points, scenes, gt)
     out = capsys.readouterr().out
     found = re.search(r"([0-9.]+) px from the head of the true side; r3 .*? true side ([0-9.]+), .*? "
