@@ -31,6 +31,8 @@ the projection loss on the detector, and other levers").
                                                          # model's pose
     python scripts/demo_diagnostics.py pose-search       # the pose from a rigid head's appearance,
                                                          # everything true but the rotation
+    python scripts/demo_diagnostics.py corners           # can one-sided templates (an eye's outer
+                                                         # corner) tell the left eye from the right?
 
 The figures of noise, gt and refit are r2 = 2D NME / mean-landmark baseline and r3 = 3D NME /
 flat-lift baseline on 300 test faces, the regressor fit on 500 (SPEC section 8). One thread; a
@@ -218,18 +220,23 @@ def where_report(points, landmarks_px, yaw, names, num_keypoints, side_deg=20.0)
 def cmd_where(a):
     """Where a model's points land: for each keypoint and refined copy, which of the 24 true
     landmarks it is nearest to on the test faces, overall and on the faces turned either way
-    (pixels at the model's image size); with refinement, first how alike its templates are."""
+    (pixels at the model's image size); with refinement, first how alike its templates are, to
+    each other and each to its own mirror image."""
     from kp3d.model.keypoint_model import predict_dataset
     from kp3d.train.trainer import load_model
 
     model, _ = load_model(a.run)
     S, K = model.config.image_size, model.config.num_keypoints
     if model.config.refine_reach:
-        from kp3d.model.appearance import template_overlap
+        from kp3d.model.appearance import mirror_overlap, template_overlap
 
-        overlap = float(template_overlap(model.templates.detach(), model.config.refine_radius))
-        print(f"the templates' mutual overlap {overlap:.3f} (1: one pattern, even shifted; "
-              f"random templates: about 0.05)", flush=True)
+        templates, radius = model.templates.detach(), model.config.refine_radius
+        mirrored = mirror_overlap(templates, radius)
+        print(f"the templates' mutual overlap {float(template_overlap(templates, radius)):.3f} (1: one "
+              f"pattern, even shifted; random templates: about 0.05); each one's overlap with its own "
+              f"mirror image (1: mirror-symmetric, blind to the side; an eye's outer corner: about 0.7; "
+              f"random: about 0.3), copy 0 to {len(mirrored) - 1}: "
+              + " ".join(f"{v:.2f}" for v in mirrored.tolist()), flush=True)
     ds = build_dataset(DATA, "test", S, length=a.faces)
     P = predict_dataset(model, ds)
     where_report(to_pixels(P["keypoints_2d"], S), np.asarray(P["landmarks_2d"], np.float64),
@@ -717,6 +724,79 @@ def cmd_search(a):
         found = template_search(images["test"], templates, start, reach, 0.02)
         print(f"  round {step + 1}: start {err(start)} off; search, reach {reach:g}: {err(found)}")
         cams = [scaled_orthographic_camera(X_marks, p) for p in found]
+
+
+OUTER_CORNERS = (5, 8)  # left_eye_outer, right_eye_outer (the copies' feature, `where`)
+
+
+def side_bands(yaw, side_deg=20.0):
+    """{label: mask} of the faces turned one way, roughly frontal, and turned the other way."""
+    return {f"yaw < -{side_deg:g}": yaw < -side_deg, f"|yaw| <= {side_deg:g}": np.abs(yaw) <= side_deg,
+            f"yaw > {side_deg:g}": yaw > side_deg}
+
+
+def corner_hits(found, corners_px, yaw, tol):
+    """For each side band: the share of faces whose found point (N, 2) lies within tol pixels of
+    the left and of the right outer corner (corners_px (N, 2, 2)), as 'L x % R y %'."""
+    near = np.linalg.norm(found[:, None] - corners_px, axis=-1) < tol  # (N, 2)
+    return "; ".join(f"{label}: L {near[m, 0].mean():.0%} R {near[m, 1].mean():.0%}"
+                     for label, m in side_bands(yaw).items() if m.any())
+
+
+def cmd_corners(a):
+    """Could a template tell the left eye from the right, where the learned ones take the eye
+    nearer the camera (`where`)? The learned templates are their own mirror images (`where`
+    prints their mirror overlap), so they cannot. This gives the search the best one-sided
+    templates there are: the mean patch of each eye's outer corner over the training faces where
+    it is visible (skin on one side, the eye on the other). Printed: how often each outer corner
+    is visible on the faces turned each way; each template's mirror overlap; and where each
+    lands on the test faces, by side: its best match in the whole image, and the refinement's
+    search (kp3d/model/appearance.py) from the head's centre at the demo's reach and temperature.
+    Beside them the left corner's patch made symmetric (its mean with its mirror image)."""
+    from kp3d.model.appearance import local_patches, mirror_overlap, refine_keypoints, template_response
+
+    S, r = a.size, a.radius
+    frame = lambda px: torch.as_tensor(px / (S - 1) * 2 - 1, dtype=torch.float32)  # noqa: E731
+    data = {}
+    for split, count in (("train", a.train_faces), ("test", a.faces)):
+        ds = build_dataset(DATA, split, S, length=count)
+        items = [ds[i] for i in range(count)]
+        data[split] = {k: torch.stack([torch.as_tensor(it[k]) for it in items]) for k in ("image", "visible")}
+        data[split]["corners"] = np.stack([np.asarray(it["landmarks_2d"], np.float64)[list(OUTER_CORNERS)]
+                                           for it in items])
+        data[split]["yaw"] = np.array([float(it["yaw_deg"]) for it in items])
+        data[split]["centre"] = np.stack([scene_of(ds, i).to_pixels(scene_of(ds, i).object_centre[None])[0]
+                                          for i in range(count)])
+    train, test = data["train"], data["test"]
+    for j, name in enumerate(("left", "right")):
+        shown = test["visible"][:, OUTER_CORNERS[j]].numpy()
+        print(f"the {name} eye's outer corner is visible on " + "; ".join(
+            f"{label} {shown[m].mean():.0%}" for label, m in side_bands(test["yaw"]).items() if m.any()))
+    templates = []
+    for j in range(2):
+        seen = train["visible"][:, OUTER_CORNERS[j]]
+        patches = local_patches(train["image"][seen], frame(train["corners"][seen.numpy(), j])[:, None], r)
+        templates.append(patches.mean(0)[0])
+    side = 2 * r + 1
+    mirrored = templates[0].reshape(3, side, side).flip(-1).reshape(-1)
+    templates = torch.stack(templates + [(templates[0] + mirrored) / 2])
+    names = ("left outer corner", "right outer corner", "left outer corner, made symmetric")
+    overlap = mirror_overlap(templates, r)
+    response = template_response(test["image"], templates, r)  # (N, 3, S, S)
+    best = response.flatten(2).argmax(-1).numpy()
+    start = frame(test["centre"])[:, None].expand(-1, len(templates), -1)
+    searched = np.concatenate([refine_keypoints(test["image"][i:i + 100], start[i:i + 100], templates, r,
+                                                a.reach, a.temperature).numpy()
+                               for i in range(0, len(start), 100)])
+    searched = (searched + 1) / 2 * (S - 1)
+    tol = a.tolerance * S / 128
+    print(f"within {tol:g} px of the left (L) / right (R) outer corner, on {a.faces} test faces at {S} x {S}:")
+    for j, name in enumerate(names):
+        print(f"{name} template (mirror overlap {float(overlap[j]):.2f}):")
+        print("  best match in the image: " + corner_hits(np.stack([best[:, j] % S, best[:, j] // S], -1),
+                                                         test["corners"], test["yaw"], tol))
+        print(f"  search from the head's centre, reach {a.reach:g}: "
+              + corner_hits(searched[:, j], test["corners"], test["yaw"], tol), flush=True)
 
 
 def rotation_grid(step_deg):
@@ -1249,6 +1329,14 @@ def main():
     se.add_argument("--train-faces", type=int, default=1500, help="faces for the templates and heads")
     se.add_argument("--reaches", type=float, nargs="+", default=[0.13, 0.1, 0.065, 0.065],
                     help="the active-shape fit's reach in each round (temperature 0.02)")
+    co = sub.add_parser("corners")
+    co.add_argument("--size", type=int, default=128, help="image size (pixels)")
+    co.add_argument("--radius", type=int, default=ModelConfig().refine_radius, help="template patches of 2r + 1 pixels a side")
+    co.add_argument("--reach", type=float, default=DEMO.refine_reach)
+    co.add_argument("--temperature", type=float, default=ModelConfig().refine_temperature)
+    co.add_argument("--tolerance", type=float, default=4.0, help="pixels at 128 x 128 (scaled with --size)")
+    co.add_argument("--faces", type=int, default=400, help="test faces")
+    co.add_argument("--train-faces", type=int, default=1000, help="faces for the templates")
     ps = sub.add_parser("pose-search")
     ps.add_argument("--size", type=int, default=SIZE, help="image size (pixels)")
     ps.add_argument("--radius", type=int, default=2, help="template patches of 2r + 1 pixels a side")
@@ -1294,7 +1382,7 @@ def main():
      "mirror": cmd_mirror, "appearance": cmd_appearance, "follow": cmd_follow, "regions": cmd_regions,
      "parts": cmd_parts, "copies": cmd_copies, "rigid": cmd_rigid, "depth-ceiling": cmd_depth_ceiling,
      "depth-share": cmd_depth_share, "search": cmd_search, "where": cmd_where,
-     "pose-search": cmd_pose_search, "pictures": cmd_pictures}[a.cmd](a)
+     "pose-search": cmd_pose_search, "corners": cmd_corners, "pictures": cmd_pictures}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -82,20 +82,38 @@ def template_response(images, templates, radius):
     return F.conv2d(padded, t) / (C * side * side) ** 0.5
 
 
+def _centred_templates(templates, radius, channels):
+    """(K, C, 2r+1, 2r+1): each template minus its mean colour, scaled to unit norm (the patch
+    as the search compares it)."""
+    K = templates.shape[0]
+    side = 2 * radius + 1
+    t = templates.reshape(K, channels, side * side)
+    t = F.normalize((t - t.mean(-1, keepdim=True)).reshape(K, -1), dim=-1)
+    return t.reshape(K, channels, side, side)
+
+
 def template_overlap(templates, radius, channels=3):
     """Mean over pairs j != k of the largest squared normalised cross-correlation of templates
     j and k over all relative shifts (patches compared as the search sees them: mean colour
     removed). 1 when two templates are the same pattern, even shifted; small when they are
     distinct. Without it every template settles on the strongest feature (an eye's corner)."""
     K = templates.shape[0]
-    side = 2 * radius + 1
-    t = templates.reshape(K, channels, side * side)
-    t = F.normalize((t - t.mean(-1, keepdim=True)).reshape(K, -1), dim=-1)
-    t = t.reshape(K, channels, side, side)
-    xc = F.conv2d(t, t, padding=side - 1)  # (K, K, 2 side - 1, 2 side - 1)
+    t = _centred_templates(templates, radius, channels)
+    xc = F.conv2d(t, t, padding=2 * radius)  # (K, K, 2 side - 1, 2 side - 1)
     peak = xc.square().flatten(2).amax(-1)
     off = ~torch.eye(K, dtype=torch.bool, device=templates.device)
     return peak[off].mean() if K > 1 else peak.sum() * 0
+
+
+def mirror_overlap(templates, radius, channels=3):
+    """(K,): for each template, the largest normalised cross-correlation with its own left-right
+    mirror image over all shifts. 1 for a mirror-symmetric pattern (an eye's centre), which the
+    search cannot tell from the same feature on the face's other side; below 1 for a one-sided
+    one (an eye's outer corner: skin on one side, the eye on the other)."""
+    t = _centred_templates(templates, radius, channels)
+    xc = F.conv2d(t[None].flatten(1, 2), t.flip(-1).flatten(0, 1)[:, None], padding=2 * radius,
+                  groups=t.shape[0] * channels)  # (1, K C, ...): per template, per colour
+    return xc.reshape(t.shape[0], channels, -1).sum(1).amax(-1)
 
 
 def refine_keypoints(images, keypoints, templates, radius, reach, temperature, *, backend="auto"):
@@ -114,5 +132,5 @@ def refine_keypoints(images, keypoints, templates, radius, reach, temperature, *
     return soft_argmax(logits, backend=backend)
 
 
-__all__ = ["patch_offsets", "local_patches", "template_loss", "template_overlap", "template_response",
-           "refine_keypoints"]
+__all__ = ["patch_offsets", "local_patches", "template_loss", "template_overlap", "mirror_overlap",
+           "template_response", "refine_keypoints"]

@@ -6,7 +6,7 @@ import torch
 
 from kp3d.model import KeypointModel, ModelConfig
 from kp3d.model.appearance import (local_patches, patch_offsets, refine_keypoints, template_loss,
-                                   template_overlap, template_response)
+                                   mirror_overlap, template_overlap, template_response)
 from kp3d.model.losses import LossWeights, projection_loss, total_loss
 from kp3d.model.perceptual import build_reconstruction_loss
 from kp3d.train.config import TrainConfig
@@ -214,6 +214,24 @@ def test_template_overlap_is_one_for_shifted_copies_and_small_for_distinct_templ
     assert template_overlap(torch.randn(1, 75), 2) == 0
     t = torch.randn(4, 75, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x: template_overlap(x, 2), (t,))
+
+
+def test_mirror_overlap_is_one_for_symmetric_templates_and_low_for_one_sided_ones():
+    torch.manual_seed(0)
+    half = torch.randn(4, 3, 5, 3)
+    symmetric = torch.cat([half, half[..., :2].flip(-1)], -1)  # columns 0 1 2 1 0
+    assert torch.allclose(mirror_overlap(2.0 * symmetric.reshape(4, -1) + 0.3, 2), torch.ones(4), atol=1e-5)
+    # skin on one side, the eye on the other: its mirror image is the opposite edge (columns
+    # -1 -1 0 1 1 against 1 1 0 -1 -1, halved), which matches it only shifted by three columns,
+    # where two columns of each overlap: half the norm
+    edge = torch.tensor([0.0, 0.0, 0.5, 1.0, 1.0]).expand(3, 5, 5).reshape(1, -1)
+    assert torch.isclose(mirror_overlap(edge, 2), torch.tensor([0.5]), atol=1e-6)
+    # the same edge mirrored is as one-sided; a random pattern lies between the two
+    assert torch.isclose(mirror_overlap(edge.reshape(3, 5, 5).flip(-1).reshape(1, -1), 2), mirror_overlap(edge, 2))
+    assert 0.2 < mirror_overlap(torch.randn(200, 75), 2).mean() < 0.5
+    # each template is compared with its own mirror image only
+    both = mirror_overlap(torch.cat([symmetric[:1].reshape(1, -1), edge]), 2)
+    assert torch.allclose(both, torch.cat([torch.ones(1), mirror_overlap(edge, 2)]), atol=1e-5)
 
 
 def test_template_diversity_adds_the_overlap_to_the_template_term():

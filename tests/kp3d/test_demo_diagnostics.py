@@ -450,3 +450,20 @@ def test_two_mode_report_finds_points_that_change_with_the_side(capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and re.search(r"one per side of the keypoints the copies sit on: [0-9.]+ px .*? "
                                          r"with it [0-9.]+ \(that side is the true one on \d+% ", lines[1]), lines
+
+
+def test_corners_shows_the_far_corner_hidden_and_the_templates_sidedness():
+    res = subprocess.run([sys.executable, str(SCRIPT), "corners", "--size", "48", "--faces", "60",
+                          "--train-faces", "60"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    shown = {side: [int(v) for v in re.findall(r"(\d+)%", line)]
+             for side, line in re.findall(r"^the (left|right) eye's outer corner is visible on (.*)$", res.stdout, re.M)}
+    # bands: yaw < -20, frontal, yaw > 20; the corner of the eye turned away is the one hidden
+    assert shown["left"][0] < 60 and shown["left"][2] == 100, res.stdout
+    assert shown["right"][2] < 60 and shown["right"][0] == 100, res.stdout
+    overlaps = [float(v) for v in re.findall(r"template \(mirror overlap ([0-9.]+)\):$", res.stdout, re.M)]
+    assert len(overlaps) == 3 and max(overlaps[:2]) < 0.95 and overlaps[2] == 1.0, res.stdout
+    hits = re.findall(r"^  (best match in the image|search from the head's centre, reach 0.19): "
+                      r"yaw < -20: L \d+% R \d+%; \|yaw\| <= 20: L \d+% R \d+%; yaw > 20: L \d+% R \d+%$",
+                      res.stdout, re.M)
+    assert len(hits) == 6, res.stdout
