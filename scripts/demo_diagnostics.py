@@ -747,7 +747,7 @@ def cmd_corners(a):
     """Could a template tell the left eye from the right, where the learned ones take the eye
     nearer the camera (`where`)? The learned templates are their own mirror images (`where`
     prints their mirror overlap), so they cannot. This gives the search the best one-sided
-    templates there are: the mean patch of each eye's outer corner over the training faces where
+    templates a learned one could become: the mean patch of each eye's outer corner over the training faces where
     it is visible (skin on one side, the eye on the other). Printed: how often each outer corner
     is visible on the faces turned each way; each template's mirror overlap; and where each
     lands on the test faces, by side: its best match in the whole image, and the refinement's
@@ -765,8 +765,8 @@ def cmd_corners(a):
         data[split]["corners"] = np.stack([np.asarray(it["landmarks_2d"], np.float64)[list(OUTER_CORNERS)]
                                            for it in items])
         data[split]["yaw"] = np.array([float(it["yaw_deg"]) for it in items])
-        data[split]["centre"] = np.stack([scene_of(ds, i).to_pixels(scene_of(ds, i).object_centre[None])[0]
-                                          for i in range(count)])
+        scenes = [scene_of(ds, i) for i in range(count)]
+        data[split]["centre"] = np.stack([sc.to_pixels(sc.object_centre[None])[0] for sc in scenes])
     train, test = data["train"], data["test"]
     for j, name in enumerate(("left", "right")):
         shown = test["visible"][:, OUTER_CORNERS[j]].numpy()
