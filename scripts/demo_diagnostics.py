@@ -49,7 +49,7 @@ from kp3d.demo import SETTINGS
 from kp3d.eval import evaluate_keypoints
 from kp3d.model.keypoint_model import ModelConfig
 from kp3d.model.losses import projection_loss
-from kp3d.model.structure3d import Lifter, ShapeModel
+from kp3d.model.structure3d import Lifter, ResMLP, ShapeModel
 from kp3d.train.visualize import to_pixels
 
 DATA = "synthetic:face"
@@ -515,13 +515,39 @@ def cmd_rigid(a):
             two_mode_report(noisy, scenes, gt)
 
 
+CONTROL_SEEDS = (0, 1, 2, 3, 4)
+
+
+def untrained_mlp(x, out_dim, seed):
+    """(N, out_dim) float64: the outputs of an untrained MLP of the lifter's size (weights drawn
+    from `seed`) on inputs x (N, D): arbitrary nonlinear functions of the points, no depth."""
+    from kp3d.model.structure3d import ResMLP
+
+    torch.manual_seed(seed)
+    net = ResMLP(x.shape[1], out_dim, 256, 2)
+    with torch.no_grad():
+        return net(torch.as_tensor(x, dtype=torch.float32)).double().numpy()
+
+
+def with_untrained_depths(points, seed):
+    """(N, P, 3): points (N, P, 2) in the [-1, 1] frame, each at the depth an untrained MLP gives
+    it from all of them (centred and divided by their RMS radius, as the lifter sees them; the
+    depth scaled back by that radius): the 3D keypoints' format with no depth in it."""
+    c = points - points.mean(1, keepdims=True)
+    r = np.sqrt((c ** 2).sum(-1).mean(1))
+    z = untrained_mlp((c / r[:, None, None]).reshape(len(c), -1), points.shape[1], seed) * r[:, None]
+    return np.concatenate([points, z[..., None]], -1)
+
+
 def cmd_depth_ceiling(a):
     """About the most any lifter could get from a model's points: an MLP from the points (centred,
     divided by their RMS radius, as the lifter sees them) to the true depth of every landmark,
     trained WITH the true depths of N training faces; r3 when its depths are appended to the
     points. An unsupervised lifter has less to go on than this, so a ceiling near or above the
     target says the points, not the lifter, stop the 3D figure. Beside it, the true depths
-    appended (what the points' 2D errors leave, with perfect depth). Without RUN: the 8 true
+    appended (what the points' 2D errors leave, with perfect depth), and the control: the same
+    MLP untrained, whose outputs are no depth at all but still nonlinear in the points, which
+    the regression can use. Without RUN: the 8 true
     landmarks with Gaussian noise (pixels at 64 x 64) in place of a model's points."""
     n = {"train": max(a.labelled), "regress": 500, "test": 300}
     if a.run:
@@ -546,8 +572,6 @@ def cmd_depth_ceiling(a):
 def depth_ceiling_report(name, points, truth, size, a):
     """`depth-ceiling` for points {split: (N, K, 2), [-1, 1] frame} and truth {split: (2D, 3D)
     landmarks, pixels at `size`} of the train, regress and test splits."""
-    from kp3d.model.structure3d import ResMLP
-
     kp = {s: np.asarray(p, np.float64) for s, p in points.items()}
 
     def lifter_input(s):  # (inputs, RMS radii)
@@ -590,6 +614,14 @@ def depth_ceiling_report(name, points, truth, size, a):
     print(f"{name}: r3 with depth regressed from the points by an MLP trained on true depths "
           f"{', '.join(found)}; with the true depths {r3({s: true_depth(s) for s in ('regress', 'test')}):.3f}",
           flush=True)
+    # The control: the regression rewards any nonlinear function of the points, depth or not
+    untrained = []
+    for seed in CONTROL_SEEDS:
+        z = {s: untrained_mlp(inputs[s][0], z_all.shape[1], seed) * inputs[s][1][:, None]
+             for s in ("regress", "test")}
+        untrained.append(f"{r3(z):.3f}")
+    print(f"{name}: r3 with the outputs of the same MLP untrained (no depth at all) in place of depths, "
+          f"seeds {CONTROL_SEEDS[0]} to {CONTROL_SEEDS[-1]}: {' '.join(untrained)}", flush=True)
 
 
 def nme_3d_parts(points, gt3):
@@ -625,13 +657,24 @@ def depth_share_report(name, sets, gt3, regress_counts):
         print(line, flush=True)
 
 
+def untrained_depth_sets(points):
+    """{label: {split: (N, P, 3)}}: the control of `depth-share`, the points (split: (N, P, 2))
+    at an untrained MLP's depths, one set per seed of CONTROL_SEEDS."""
+    return {f"untrained-MLP depth, seed {seed}": {s: with_untrained_depths(np.asarray(p, np.float64), seed)
+                                                  for s, p in points.items()}
+            for seed in CONTROL_SEEDS}
+
+
 def cmd_depth_share(a):
     """How much of the 3D figure depth can win. The flat lift's 3D NME splits into an
     image-plane part (the 2D regression's error) and a depth part; exact depth that left the
     image plane alone would remove only the second, so the image-plane part over the flat lift's
     3D NME is what such depth gives at best. With RUN: the model's 3D keypoints (the points at
     the fitted structure's depth) and the structure itself (x, y its projection) beside it.
-    Without RUN: the 8 true landmarks with Gaussian noise (pixels at 64 x 64), flat lift only."""
+    Without RUN: the 8 true landmarks with Gaussian noise (pixels at 64 x 64). Last, the control:
+    the points at an untrained MLP's depths, which are no depth at all but nonlinear in the
+    points, as the regression can use any such function: a depth that carries the pose must
+    beat it."""
     zero = lambda p: np.concatenate([p, np.zeros_like(p[..., :1])], -1)  # noqa: E731
     counts = {"regress": max(a.regress), "test": a.test}
     if a.run:
@@ -645,14 +688,16 @@ def cmd_depth_share(a):
         if "keypoints_3d" in P["test"]:
             sets["3D keypoints"] = {s: P[s]["keypoints_3d"] for s in P}
             sets["fitted structure"] = {s: P[s]["fitted_3d"] for s in P}
+        sets.update(untrained_depth_sets({s: P[s]["keypoints_2d"] for s in P}))
         depth_share_report("the model's points", sets, {s: P[s]["landmarks_3d"] for s in P}, a.regress)
     gt = {s: landmarks(s, n) for s, n in counts.items()} if a.sigmas else {}
     for sigma in a.sigmas:
         rng = np.random.default_rng(0)  # the same draw whichever sigmas are asked for
         flat = {s: zero(to_frame(g[0][:, LANDMARKS] + rng.normal(0, sigma, g[0][:, LANDMARKS].shape)))
                 for s, g in gt.items()}
-        depth_share_report(f"8 true landmarks, noise {sigma:g} px", {"flat": flat},
-                           {s: g[1] for s, g in gt.items()}, a.regress)
+        sets = {"flat": flat, **untrained_depth_sets({s: p[..., :2] for s, p in flat.items()})}
+        depth_share_report(f"8 true landmarks, noise {sigma:g} px", sets, {s: g[1] for s, g in gt.items()},
+                           a.regress)
 
 
 # (reach, temperature) pairs of the refinement's search scored by `search`: the default first

@@ -281,6 +281,8 @@ def test_pictures_draws_the_demos_pictures_of_a_run(tmp_path):
 
 DEPTH_CEILING_ROW = (r"^(.*?): r3 with depth regressed from the points by an MLP trained on true depths "
                      r"([0-9.]+) \((\d+) faces\); with the true depths ([0-9.]+)$")
+DEPTH_CEILING_CONTROL = (r"^(.*?): r3 with the outputs of the same MLP untrained \(no depth at all\) in "
+                         r"place of depths, seeds 0 to 4: ([0-9. ]+)$")
 
 
 def test_depth_ceiling_reads_depth_off_exact_landmarks_better_than_off_noisy_ones():
@@ -294,6 +296,12 @@ def test_depth_ceiling_reads_depth_off_exact_landmarks_better_than_off_noisy_one
     # exact depth on exact points is far better than their flat lift; a learned depth is worse
     # than the exact one, and worse again on noisy points
     assert true0 < 0.3 and true0 < mlp0 < 0.8 and true3 < mlp3 and mlp0 < mlp3, res.stdout
+    # the control, one figure per seed: outputs that are no depth still lower the figure (the
+    # regression can use any nonlinear function of the points), but less than exact depth
+    controls = re.findall(DEPTH_CEILING_CONTROL, res.stdout, re.M)
+    assert [name for name, _ in controls] == ["8 true landmarks, noise 0 px", "8 true landmarks, noise 3 px"]
+    control0 = [float(v) for v in controls[0][1].split()]
+    assert len(control0) == 5 and all(true0 < v < 1 for v in control0), res.stdout
 
 
 def test_depth_ceiling_of_a_run(tmp_path):
@@ -305,6 +313,8 @@ def test_depth_ceiling_of_a_run(tmp_path):
                       r"true depths ([0-9.]+) \(16 faces\), ([0-9.]+) \(32 faces\); with the true depths ([0-9.]+)$",
                       res.stdout, re.M)
     assert len(rows) == 1 and all(0 < float(v) < 10 for v in rows[0]), res.stdout
+    controls = re.findall(DEPTH_CEILING_CONTROL, res.stdout, re.M)
+    assert len(controls) == 1 and len(controls[0][1].split()) == 5, res.stdout
 
 
 def test_appearance_pose_search_finds_the_rotation_whose_projection_shows_the_templates():
@@ -373,12 +383,19 @@ def test_depth_share_of_landmarks_and_of_a_run(tmp_path):
         ("the model's points", 30), ("the model's points", 60), ("8 true landmarks, noise 0 px", 30),
         ("8 true landmarks, noise 0 px", 60), ("8 true landmarks, noise 6 px", 30),
         ("8 true landmarks, noise 6 px", 60)], res.stdout
-    for name, _, e3, xy, z, exact, ratio, rest in rows:
+    for name, n, e3, xy, z, exact, ratio, rest in rows:
         e3, xy, z, exact = float(e3), float(xy), float(z), float(exact)
         # the mean of per-landmark sqrt(xy^2 + z^2) lies between the larger mean and their sum
         assert exact == xy and max(xy, z) - 1e-4 <= e3 <= xy + z + 1e-4
         assert np.isclose(float(ratio), xy / e3, atol=2e-3)
         assert ("3D keypoints" in rest and "fitted structure" in rest) == (name == "the model's points")
+        # the control, the points at an untrained MLP's depths: one figure per seed, no better
+        # than exact depth (within the regression's fit noise on a few faces)
+        control = re.findall(r"; untrained-MLP depth, seed (\d) [0-9.]+ \(image plane [0-9.]+, depth [0-9.]+; "
+                             r"([0-9.]+) x\)", rest)
+        assert [int(seed) for seed, _ in control] == [0, 1, 2, 3, 4], rest
+        if name == "8 true landmarks, noise 0 px" and n == "60":
+            assert all(float(ratio) + 0.05 < float(v) < 1 for _, v in control), rest
     # exact depth removes most of the flat lift's error on exact landmarks, little on noisy ones
     share = {name: float(ratio) for name, n, *_, ratio, _ in rows if n == "60"}
     assert share["8 true landmarks, noise 0 px"] < 0.5 < share["8 true landmarks, noise 6 px"], res.stdout
