@@ -521,8 +521,6 @@ CONTROL_SEEDS = (0, 1, 2, 3, 4)
 def untrained_mlp(x, out_dim, seed):
     """(N, out_dim) float64: the outputs of an untrained MLP of the lifter's size (weights drawn
     from `seed`) on inputs x (N, D): arbitrary nonlinear functions of the points, no depth."""
-    from kp3d.model.structure3d import ResMLP
-
     torch.manual_seed(seed)
     net = ResMLP(x.shape[1], out_dim, 256, 2)
     with torch.no_grad():
