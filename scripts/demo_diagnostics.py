@@ -67,10 +67,10 @@ def landmarks(split, n):
             np.array([it[4] for it in items], np.float64))
 
 
-def to_frame(px):
-    """Pixels -> the kp3d frame [-1, 1] (align-corners grid, SPEC section 2; the inverse of
-    kp3d.train.visualize.to_pixels)."""
-    return px / (SIZE - 1) * 2 - 1
+def to_frame(px, size=None):
+    """Pixels of a `size`-pixel image (default SIZE) -> the kp3d frame [-1, 1] (align-corners
+    grid, SPEC section 2; the inverse of kp3d.train.visualize.to_pixels)."""
+    return px / ((size or SIZE) - 1) * 2 - 1
 
 
 def load_test_images(size, n):
@@ -198,6 +198,16 @@ def nearest_landmarks(points, landmarks_px):
     return d.argmin(-1), d.min(-1)
 
 
+def side_bands(yaw, side_deg=20.0, frontal=True):
+    """{label: mask} of the faces turned one way, (with `frontal`) roughly frontal, and turned
+    the other way."""
+    bands = {f"yaw < -{side_deg:g}": yaw < -side_deg}
+    if frontal:
+        bands[f"|yaw| <= {side_deg:g}"] = np.abs(yaw) <= side_deg
+    bands[f"yaw > {side_deg:g}"] = yaw > side_deg
+    return bands
+
+
 def where_report(points, landmarks_px, yaw, names, num_keypoints, side_deg=20.0):
     """One line per point: the median distance to its nearest landmark, the landmarks it is
     nearest to most often, and the one it is nearest to on the faces turned one way (yaw below
@@ -208,7 +218,7 @@ def where_report(points, landmarks_px, yaw, names, num_keypoints, side_deg=20.0)
         counts = np.bincount(near[:, k], minlength=L) / len(near)
         top = ", ".join(f"{names[j]} {counts[j]:.0%}" for j in np.argsort(-counts)[:3])
         sides = []
-        for label, faces in (("yaw < -%g" % side_deg, yaw < -side_deg), ("yaw > %g" % side_deg, yaw > side_deg)):
+        for label, faces in side_bands(yaw, side_deg, frontal=False).items():
             if faces.any():
                 c = np.bincount(near[faces, k], minlength=L) / faces.sum()
                 sides.append(f"{label}: {names[c.argmax()]} {c.max():.0%}")
@@ -527,13 +537,20 @@ def untrained_mlp(x, out_dim, seed):
         return net(torch.as_tensor(x, dtype=torch.float32)).double().numpy()
 
 
-def with_untrained_depths(points, seed):
-    """(N, P, 3): points (N, P, 2) in the [-1, 1] frame, each at the depth an untrained MLP gives
-    it from all of them (centred and divided by their RMS radius, as the lifter sees them; the
-    depth scaled back by that radius): the 3D keypoints' format with no depth in it."""
+def lifter_view(points):
+    """(N, 2P) points (N, P, 2) as the lifter sees them, centred and divided by their RMS
+    radius, and (N,) those radii."""
     c = points - points.mean(1, keepdims=True)
     r = np.sqrt((c ** 2).sum(-1).mean(1))
-    z = untrained_mlp((c / r[:, None, None]).reshape(len(c), -1), points.shape[1], seed) * r[:, None]
+    return (c / r[:, None, None]).reshape(len(c), -1), r
+
+
+def with_untrained_depths(points, seed):
+    """(N, P, 3): points (N, P, 2) in the [-1, 1] frame, each at the depth an untrained MLP gives
+    it from all of them (as the lifter sees them, the depth scaled back by their RMS radius):
+    the 3D keypoints' format with no depth in it."""
+    x, r = lifter_view(points)
+    z = untrained_mlp(x, points.shape[1], seed) * r[:, None]
     return np.concatenate([points, z[..., None]], -1)
 
 
@@ -573,9 +590,8 @@ def depth_ceiling_report(name, points, truth, size, a):
     kp = {s: np.asarray(p, np.float64) for s, p in points.items()}
 
     def lifter_input(s):  # (inputs, RMS radii)
-        c = kp[s] - kp[s].mean(1, keepdims=True)
-        r = np.sqrt((c ** 2).sum(-1).mean(1))
-        return torch.tensor((c / r[:, None, None]).reshape(len(c), -1), dtype=torch.float32), r
+        x, r = lifter_view(kp[s])
+        return torch.tensor(x, dtype=torch.float32), r
 
     def true_depth(s):  # (N, L) centred depth in the [-1, 1] frame's units
         z = np.asarray(truth[s][1][..., 2], np.float64)
@@ -772,12 +788,6 @@ def cmd_search(a):
 OUTER_CORNERS = (5, 8)  # left_eye_outer, right_eye_outer (the copies' feature, `where`)
 
 
-def side_bands(yaw, side_deg=20.0):
-    """{label: mask} of the faces turned one way, roughly frontal, and turned the other way."""
-    return {f"yaw < -{side_deg:g}": yaw < -side_deg, f"|yaw| <= {side_deg:g}": np.abs(yaw) <= side_deg,
-            f"yaw > {side_deg:g}": yaw > side_deg}
-
-
 def corner_hits(found, corners_px, yaw, tol):
     """For each side band: the share of faces whose found point (N, 2) lies within tol pixels of
     the left and of the right outer corner (corners_px (N, 2, 2)), as 'L x % R y %'."""
@@ -799,7 +809,7 @@ def cmd_corners(a):
     from kp3d.model.appearance import local_patches, mirror_overlap, refine_keypoints, template_response
 
     S, r = a.size, a.radius
-    frame = lambda px: torch.as_tensor(px / (S - 1) * 2 - 1, dtype=torch.float32)  # noqa: E731
+    frame = lambda px: torch.as_tensor(to_frame(px, S), dtype=torch.float32)  # noqa: E731
     data = {}
     for split, count in (("train", a.train_faces), ("test", a.faces)):
         ds = build_dataset(DATA, split, S, length=count)
@@ -831,7 +841,7 @@ def cmd_corners(a):
     searched = np.concatenate([refine_keypoints(test["image"][i:i + 100], start[i:i + 100], templates, r,
                                                 a.reach, a.temperature).numpy()
                                for i in range(0, len(start), 100)])
-    searched = (searched + 1) / 2 * (S - 1)
+    searched = to_pixels(searched, S)
     tol = a.tolerance * S / 128
     print(f"within {tol:g} px of the left (L) / right (R) outer corner, on {a.faces} test faces at {S} x {S}:")
     for j, name in enumerate(names):
