@@ -33,6 +33,8 @@ the projection loss on the detector, and other levers").
                                                          # everything true but the rotation
     python scripts/demo_diagnostics.py corners           # can one-sided templates (an eye's outer
                                                          # corner) tell the left eye from the right?
+    python scripts/demo_diagnostics.py copy-side RUN_DIR # can the patch at the copies tell which eye
+                                                         # they sit on?
 
 The figures of noise, gt and refit are r2 = 2D NME / mean-landmark baseline and r3 = 3D NME /
 flat-lift baseline on 300 test faces, the regressor fit on 500 (SPEC section 8). One thread; a
@@ -852,6 +854,81 @@ def cmd_corners(a):
               + corner_hits(searched[:, j], test["corners"], test["yaw"], tol), flush=True)
 
 
+def antisymmetric_patches(images, points, radius):
+    """(N, C (2r+1)^2): per image, the mean over its `points` (N, P, 2; the [-1, 1] frame) of the
+    point's patch minus that patch's mirror image (flipped left to right about the point), each
+    scaled to unit norm. A patch that is its own mirror image gives 0, and the mirror image of
+    the face, at the mirrored points, gives the negative: what the patches say of the side of
+    the face they are on."""
+    from kp3d.model.appearance import local_patches
+
+    N, P = points.shape[:2]
+    side = 2 * radius + 1
+    p = local_patches(images, points, radius).reshape(N, P, -1, side, side)
+    d = (p - p.flip(-1)).flatten(2)
+    d = d / d.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    return d.mean(1).double().numpy()
+
+
+def side_accuracy(score, side):
+    """Share of faces whose sign of `score` is `side` (+-1), the better of the two namings of
+    the signs (an unsupervised direction has no sign of its own)."""
+    agree = float(np.mean(np.sign(score) == side))
+    return max(agree, 1 - agree)
+
+
+def cmd_copy_side(a):
+    """Could the image at the copies tell which eye they sit on? The copies take the outer
+    corner of the eye nearer the camera, which side the 3D figure needs (`rigid --two-modes`),
+    and the points show it on only 72 to 78 % of the faces. An eye's outer corner is one-sided
+    (`corners`: mirror overlap about 0.7), so the part of the patch that its mirror image does
+    not share (`antisymmetric_patches`) should flip sign from one eye to the other. Printed: how
+    often the copies sit on the eye nearer the camera; then, per patch radius, how often on the
+    test faces the sign of the top principal direction of that part over the training faces
+    (no labels) gives the eye the copies sit on, and a linear classifier trained on the true eye
+    of the training faces (ridge least squares: what labels would allow)."""
+    from kp3d.train.trainer import load_model
+
+    model, _ = load_model(a.run)
+    if not model.config.refine_reach:
+        raise SystemExit("copy-side: this model has no refined copies (refine_reach 0)")
+    model.eval()
+    S, K = model.config.image_size, model.config.num_keypoints
+    data = {}
+    for split, count in (("train", a.train_faces), ("test", a.faces)):
+        ds = build_dataset(DATA, split, S, length=count)
+        items = [ds[i] for i in range(count)]
+        images = torch.stack([torch.as_tensor(it["image"]) for it in items])
+        with torch.no_grad():
+            copies = torch.cat([model.predict(images[i:i + 64])["keypoints_2d"][:, K:]
+                                for i in range(0, count, 64)]).float()
+        corners = np.stack([np.asarray(it["landmarks_2d"], np.float64)[list(OUTER_CORNERS)] for it in items])
+        dist = np.linalg.norm(to_pixels(copies.numpy(), S)[:, :, None] - corners[:, None], axis=-1)  # (N, K, 2)
+        eye = np.where(np.median(dist[..., 0], 1) < np.median(dist[..., 1], 1), 1.0, -1.0)  # +1: the left eye
+        data[split] = {"images": images, "copies": copies, "eye": eye,
+                       "yaw": np.array([float(it["yaw_deg"]) for it in items])}
+    test = data["test"]
+    turned = np.abs(test["yaw"]) > 20
+    nearer = np.sign(test["yaw"]) == test["eye"]  # yaw > 0 turns the left eye to the camera (`where`)
+    print(f"the copies sit on the outer corner's eye nearer the camera on {nearer.mean():.0%} of {a.faces} "
+          f"test faces ({nearer[turned].mean():.0%} of those turned more than 20 degrees)")
+    print(f"the eye the copies sit on, told by the part of the patches at them that is not their "
+          f"mirror image ({a.train_faces} training faces; all test faces / turned more than 20 degrees):")
+    for radius in a.radii:
+        A = {s: antisymmetric_patches(d["images"], d["copies"], radius) for s, d in data.items()}
+        mean = A["train"].mean(0)
+        direction = np.linalg.svd(A["train"] - mean, full_matrices=False)[2][0]
+        unsupervised = (A["test"] - mean) @ direction
+        X, y = A["train"], data["train"]["eye"]
+        ridge = 1e-4 * np.trace(X.T @ X)
+        w = np.linalg.solve(X.T @ X + ridge * np.eye(X.shape[1]), X.T @ y)
+        labelled = A["test"] @ w
+        print(f"  {2 * radius + 1} x {2 * radius + 1} patches: principal direction "
+              f"{side_accuracy(unsupervised, test['eye']):.0%} / {side_accuracy(unsupervised[turned], test['eye'][turned]):.0%}; "
+              f"linear classifier trained on the true eye {np.mean(np.sign(labelled) == test['eye']):.0%} / "
+              f"{np.mean(np.sign(labelled[turned]) == test['eye'][turned]):.0%}", flush=True)
+
+
 def rotation_grid(step_deg):
     """((R, 3, 3) head rotations, (R, 3) their yaw, pitch and roll in degrees) on a grid
     `step_deg` apart, covering the generator's ranges (yaw +-75, pitch +-30, roll +-20 degrees)
@@ -1390,6 +1467,11 @@ def main():
     co.add_argument("--tolerance", type=float, default=4.0, help="pixels at 128 x 128 (scaled with --size)")
     co.add_argument("--faces", type=int, default=400, help="test faces")
     co.add_argument("--train-faces", type=int, default=1000, help="faces for the templates")
+    cs = sub.add_parser("copy-side")
+    cs.add_argument("run", help="checkpoint file or run folder with refined copies")
+    cs.add_argument("--faces", type=int, default=1000, help="test faces")
+    cs.add_argument("--train-faces", type=int, default=2000, help="faces for the direction and the classifier")
+    cs.add_argument("--radii", type=int, nargs="+", default=[3, 5, 7, 10], help="patch radii (pixels)")
     ps = sub.add_parser("pose-search")
     ps.add_argument("--size", type=int, default=SIZE, help="image size (pixels)")
     ps.add_argument("--radius", type=int, default=2, help="template patches of 2r + 1 pixels a side")
@@ -1435,7 +1517,7 @@ def main():
      "mirror": cmd_mirror, "appearance": cmd_appearance, "follow": cmd_follow, "regions": cmd_regions,
      "parts": cmd_parts, "copies": cmd_copies, "rigid": cmd_rigid, "depth-ceiling": cmd_depth_ceiling,
      "depth-share": cmd_depth_share, "search": cmd_search, "where": cmd_where,
-     "pose-search": cmd_pose_search, "corners": cmd_corners, "pictures": cmd_pictures}[a.cmd](a)
+     "pose-search": cmd_pose_search, "corners": cmd_corners, "copy-side": cmd_copy_side, "pictures": cmd_pictures}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -484,3 +484,38 @@ def test_corners_shows_the_far_corner_hidden_and_the_templates_sidedness():
                       r"yaw < -20: L \d+% R \d+%; \|yaw\| <= 20: L \d+% R \d+%; yaw > 20: L \d+% R \d+%$",
                       res.stdout, re.M)
     assert len(hits) == 6, res.stdout
+
+
+def test_antisymmetric_patches_vanish_on_a_mirror_symmetric_face_and_flip_with_the_mirror_image():
+    dd = load_script()
+    torch.manual_seed(0)
+    images = torch.rand(3, 3, 21, 21, dtype=torch.float64)
+    points = torch.rand(3, 4, 2, dtype=torch.float64) * 1.2 - 0.6
+    mirrored = points * torch.tensor([-1.0, 1.0], dtype=torch.float64)  # x -> -x in the [-1, 1] frame
+    A = dd.antisymmetric_patches(images, points, 2)
+    assert A.shape == (3, 3 * 25) and np.abs(A).max() > 0.1
+    assert np.allclose(dd.antisymmetric_patches(images.flip(-1), mirrored, 2), -A, atol=1e-12)
+    symmetric = images + images.flip(-1)
+    on_axis = points * torch.tensor([0.0, 1.0], dtype=torch.float64)  # on the image's middle column
+    assert np.abs(dd.antisymmetric_patches(symmetric, on_axis, 2)).max() < 1e-6
+
+
+def test_side_accuracy_takes_the_better_naming_of_the_signs():
+    dd = load_script()
+    side = np.array([1.0, 1.0, -1.0, -1.0])
+    assert dd.side_accuracy(np.array([2.0, 1.0, -1.0, 3.0]), side) == 0.75
+    assert dd.side_accuracy(np.array([-2.0, -1.0, 1.0, -3.0]), side) == 0.75
+
+
+def test_copy_side_reports_each_patch_size_and_refuses_a_model_without_copies(tmp_path):
+    train_tiny(tmp_path, {"refined": ["--refine-reach", "0.2"], "plain": []})
+    res = subprocess.run([sys.executable, str(SCRIPT), "copy-side", str(tmp_path / "refined"), "--faces", "10",
+                          "--train-faces", "12", "--radii", "1", "2"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert re.search(r"^the copies sit on the outer corner's eye nearer the camera on \d+% of 10 test faces", res.stdout, re.M)
+    rows = re.findall(r"^  (\d+) x \d+ patches: principal direction (\d+)% / (\d+|nan)% ?.*; linear classifier "
+                      r"trained on the true eye (\d+)% / ", res.stdout, re.M)
+    assert [r[0] for r in rows] == ["3", "5"] and all(50 <= int(r[1]) <= 100 for r in rows), res.stdout
+    res = subprocess.run([sys.executable, str(SCRIPT), "copy-side", str(tmp_path / "plain"), "--faces", "4",
+                          "--train-faces", "4"], capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0 and "no refined copies" in res.stderr, res.stderr
