@@ -35,6 +35,8 @@ the projection loss on the detector, and other levers").
                                                          # corner) tell the left eye from the right?
     python scripts/demo_diagnostics.py copy-side RUN_DIR # can the patch at the copies tell which eye
                                                          # they sit on?
+    python scripts/demo_diagnostics.py midline           # do templates on the face's midline (nose,
+                                                         # lip) stay on their feature as it turns?
 
 The figures of noise, gt and refit are r2 = 2D NME / mean-landmark baseline and r3 = 3D NME /
 flat-lift baseline on 300 test faces, the regressor fit on 500 (SPEC section 8). One thread; a
@@ -798,6 +800,19 @@ def corner_hits(found, corners_px, yaw, tol):
                      for label, m in side_bands(yaw).items() if m.any())
 
 
+def faces_with_landmarks(split, count, size):
+    """{"image" (N, 3, S, S), "visible" (N, L) bool tensors; "landmarks" (N, L, 2) pixels, "yaw"
+    (N,) degrees, "centre" (N, 2) pixels of the head's centre} of `count` synthetic faces."""
+    ds = build_dataset(DATA, split, size, length=count)
+    items = [ds[i] for i in range(count)]
+    faces = {k: torch.stack([torch.as_tensor(it[k]) for it in items]) for k in ("image", "visible")}
+    faces["landmarks"] = np.stack([np.asarray(it["landmarks_2d"], np.float64) for it in items])
+    faces["yaw"] = np.array([float(it["yaw_deg"]) for it in items])
+    scenes = [scene_of(ds, i) for i in range(count)]
+    faces["centre"] = np.stack([sc.to_pixels(sc.object_centre[None])[0] for sc in scenes])
+    return faces
+
+
 def cmd_corners(a):
     """Could a template tell the left eye from the right, where the learned ones take the eye
     nearer the camera (`where`)? The learned templates are their own mirror images (`where`
@@ -812,17 +827,9 @@ def cmd_corners(a):
 
     S, r = a.size, a.radius
     frame = lambda px: torch.as_tensor(to_frame(px, S), dtype=torch.float32)  # noqa: E731
-    data = {}
-    for split, count in (("train", a.train_faces), ("test", a.faces)):
-        ds = build_dataset(DATA, split, S, length=count)
-        items = [ds[i] for i in range(count)]
-        data[split] = {k: torch.stack([torch.as_tensor(it[k]) for it in items]) for k in ("image", "visible")}
-        data[split]["corners"] = np.stack([np.asarray(it["landmarks_2d"], np.float64)[list(OUTER_CORNERS)]
-                                           for it in items])
-        data[split]["yaw"] = np.array([float(it["yaw_deg"]) for it in items])
-        scenes = [scene_of(ds, i) for i in range(count)]
-        data[split]["centre"] = np.stack([sc.to_pixels(sc.object_centre[None])[0] for sc in scenes])
-    train, test = data["train"], data["test"]
+    train, test = (faces_with_landmarks(split, count, S) for split, count in (("train", a.train_faces), ("test", a.faces)))
+    for part in (train, test):
+        part["corners"] = part["landmarks"][:, list(OUTER_CORNERS)]
     for j, name in enumerate(("left", "right")):
         shown = test["visible"][:, OUTER_CORNERS[j]].numpy()
         print(f"the {name} eye's outer corner is visible on " + "; ".join(
@@ -852,6 +859,40 @@ def cmd_corners(a):
                                                          test["corners"], test["yaw"], tol))
         print(f"  search from the head's centre, reach {a.reach:g}: "
               + corner_hits(searched[:, j], test["corners"], test["yaw"], tol), flush=True)
+
+
+MIDLINE = (13, 2, 16, 5)  # nose bridge, nose tip, upper lip; an eye's outer corner to compare
+
+
+def cmd_midline(a):
+    """Would a template on the face's midline stay on its feature as the face turns? A feature
+    on the midline has no mirror twin to jump to, and its place beside the head's outline would
+    give the way the face is turned. Each landmark's true mean patch over the training faces
+    where it is visible is its template (patches of several sizes: large ones take in both eyes
+    around the nose bridge), searched for from the head's centre as the refinement searches (the
+    demo's reach and temperature). Printed: the median distance from that landmark on the test
+    faces, and the share within the tolerance, per side band."""
+    from kp3d.model.appearance import local_patches, refine_keypoints
+
+    S = a.size
+    frame = lambda px: torch.as_tensor(to_frame(px, S), dtype=torch.float32)  # noqa: E731
+    train, test = faces_with_landmarks("train", a.train_faces, S), faces_with_landmarks("test", a.faces, S)
+    names = build_dataset(DATA, "test", S, length=1).info.landmark_names
+    start = frame(test["centre"])[:, None]
+    tol = a.tolerance * S / 128
+    print(f"the template's search from the head's centre (reach {a.reach:g}), on {a.faces} test faces at "
+          f"{S} x {S}: median distance from its landmark, and the share within {tol:g} px")
+    for landmark in a.landmarks:
+        seen = train["visible"][:, landmark]
+        for radius in a.radii:
+            template = local_patches(train["image"][seen], frame(train["landmarks"][seen.numpy(), landmark])[:, None],
+                                     radius).mean(0)
+            found = torch.cat([refine_keypoints(test["image"][i:i + 100], start[i:i + 100], template, radius,
+                                                a.reach, a.temperature) for i in range(0, a.faces, 100)])
+            dist = np.linalg.norm(to_pixels(found[:, 0].numpy(), S) - test["landmarks"][:, landmark], axis=-1)
+            print(f"  {names[landmark]}, {2 * radius + 1} x {2 * radius + 1} patches: median {np.median(dist):.1f} px; "
+                  + "; ".join(f"{label} {np.mean(dist[m] < tol):.0%}" for label, m in side_bands(test["yaw"]).items()
+                              if m.any()), flush=True)
 
 
 def antisymmetric_patches(images, points, radius):
@@ -1467,6 +1508,15 @@ def main():
     co.add_argument("--tolerance", type=float, default=4.0, help="pixels at 128 x 128 (scaled with --size)")
     co.add_argument("--faces", type=int, default=400, help="test faces")
     co.add_argument("--train-faces", type=int, default=1000, help="faces for the templates")
+    ml = sub.add_parser("midline")
+    ml.add_argument("--size", type=int, default=128, help="image size (pixels)")
+    ml.add_argument("--landmarks", type=int, nargs="+", default=list(MIDLINE), help="landmark indices")
+    ml.add_argument("--radii", type=int, nargs="+", default=[2, 6, 10, 14], help="patch radii (pixels)")
+    ml.add_argument("--reach", type=float, default=DEMO.refine_reach)
+    ml.add_argument("--temperature", type=float, default=ModelConfig().refine_temperature)
+    ml.add_argument("--tolerance", type=float, default=4.0, help="pixels at 128 x 128 (scaled with --size)")
+    ml.add_argument("--faces", type=int, default=400, help="test faces")
+    ml.add_argument("--train-faces", type=int, default=1000, help="faces for the templates")
     cs = sub.add_parser("copy-side")
     cs.add_argument("run", help="checkpoint file or run folder with refined copies")
     cs.add_argument("--faces", type=int, default=1000, help="test faces")
@@ -1517,7 +1567,7 @@ def main():
      "mirror": cmd_mirror, "appearance": cmd_appearance, "follow": cmd_follow, "regions": cmd_regions,
      "parts": cmd_parts, "copies": cmd_copies, "rigid": cmd_rigid, "depth-ceiling": cmd_depth_ceiling,
      "depth-share": cmd_depth_share, "search": cmd_search, "where": cmd_where,
-     "pose-search": cmd_pose_search, "corners": cmd_corners, "copy-side": cmd_copy_side, "pictures": cmd_pictures}[a.cmd](a)
+     "pose-search": cmd_pose_search, "corners": cmd_corners, "copy-side": cmd_copy_side, "midline": cmd_midline, "pictures": cmd_pictures}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -519,3 +519,17 @@ def test_copy_side_reports_each_patch_size_and_refuses_a_model_without_copies(tm
     res = subprocess.run([sys.executable, str(SCRIPT), "copy-side", str(tmp_path / "plain"), "--faces", "4",
                           "--train-faces", "4"], capture_output=True, text=True, timeout=300)
     assert res.returncode != 0 and "no refined copies" in res.stderr, res.stderr
+
+
+def test_midline_searches_each_landmarks_template_and_finds_an_eye_corner_where_it_faces_the_camera():
+    res = subprocess.run([sys.executable, str(SCRIPT), "midline", "--size", "48", "--faces", "60",
+                          "--train-faces", "60", "--landmarks", "13", "5", "--radii", "1", "3"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    rows = re.findall(r"^  (\w+), (\d+) x \d+ patches: median [0-9.]+ px; yaw < -20 (\d+)%; \|yaw\| <= 20 \d+%; "
+                      r"yaw > 20 (\d+)%$", res.stdout, re.M)
+    assert [(name, side) for name, side, *_ in rows] == [("nose_bridge", "3"), ("nose_bridge", "7"),
+                                                         ("left_eye_outer", "3"), ("left_eye_outer", "7")], res.stdout
+    # the left eye's outer corner faces the camera when yaw > 20 and is mostly hidden when yaw < -20
+    small = rows[2]
+    assert int(small[3]) > int(small[2]), res.stdout
