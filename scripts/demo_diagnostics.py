@@ -1447,6 +1447,18 @@ def cmd_oracle(a):
                   flush=True)
 
 
+def add_template_search_args(parser):
+    """The options of the commands that search test faces for true-landmark templates as the
+    refinement does (`corners`, `midline`)."""
+    parser.add_argument("--size", type=int, default=128, help="image size (pixels)")
+    parser.add_argument("--reach", type=float, default=DEMO.refine_reach)
+    parser.add_argument("--temperature", type=float, default=ModelConfig().refine_temperature)
+    parser.add_argument("--tolerance", type=float, default=4.0, help="pixels at 128 x 128 (scaled with --size)")
+    parser.add_argument("--faces", type=int, default=400, help="test faces")
+    parser.add_argument("--train-faces", type=int, default=1000, help="faces for the templates")
+    return parser
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -1500,23 +1512,11 @@ def main():
     se.add_argument("--train-faces", type=int, default=1500, help="faces for the templates and heads")
     se.add_argument("--reaches", type=float, nargs="+", default=[0.13, 0.1, 0.065, 0.065],
                     help="the active-shape fit's reach in each round (temperature 0.02)")
-    co = sub.add_parser("corners")
-    co.add_argument("--size", type=int, default=128, help="image size (pixels)")
+    co = add_template_search_args(sub.add_parser("corners"))
     co.add_argument("--radius", type=int, default=ModelConfig().refine_radius, help="template patches of 2r + 1 pixels a side")
-    co.add_argument("--reach", type=float, default=DEMO.refine_reach)
-    co.add_argument("--temperature", type=float, default=ModelConfig().refine_temperature)
-    co.add_argument("--tolerance", type=float, default=4.0, help="pixels at 128 x 128 (scaled with --size)")
-    co.add_argument("--faces", type=int, default=400, help="test faces")
-    co.add_argument("--train-faces", type=int, default=1000, help="faces for the templates")
-    ml = sub.add_parser("midline")
-    ml.add_argument("--size", type=int, default=128, help="image size (pixels)")
+    ml = add_template_search_args(sub.add_parser("midline"))
     ml.add_argument("--landmarks", type=int, nargs="+", default=list(MIDLINE), help="landmark indices")
     ml.add_argument("--radii", type=int, nargs="+", default=[2, 6, 10, 14], help="patch radii (pixels)")
-    ml.add_argument("--reach", type=float, default=DEMO.refine_reach)
-    ml.add_argument("--temperature", type=float, default=ModelConfig().refine_temperature)
-    ml.add_argument("--tolerance", type=float, default=4.0, help="pixels at 128 x 128 (scaled with --size)")
-    ml.add_argument("--faces", type=int, default=400, help="test faces")
-    ml.add_argument("--train-faces", type=int, default=1000, help="faces for the templates")
     cs = sub.add_parser("copy-side")
     cs.add_argument("run", help="checkpoint file or run folder with refined copies")
     cs.add_argument("--faces", type=int, default=1000, help="test faces")
