@@ -937,21 +937,18 @@ def cmd_copy_side(a):
     S, K = model.config.image_size, model.config.num_keypoints
     data = {}
     for split, count in (("train", a.train_faces), ("test", a.faces)):
-        ds = build_dataset(DATA, split, S, length=count)
-        items = [ds[i] for i in range(count)]
-        images = torch.stack([torch.as_tensor(it["image"]) for it in items])
+        faces = faces_with_landmarks(split, count, S)
         with torch.no_grad():
-            copies = torch.cat([model.predict(images[i:i + 64])["keypoints_2d"][:, K:]
+            copies = torch.cat([model.predict(faces["image"][i:i + 64])["keypoints_2d"][:, K:]
                                 for i in range(0, count, 64)]).float()
-        corners = np.stack([np.asarray(it["landmarks_2d"], np.float64)[list(OUTER_CORNERS)] for it in items])
+        corners = faces["landmarks"][:, list(OUTER_CORNERS)]
         dist = np.linalg.norm(to_pixels(copies.numpy(), S)[:, :, None] - corners[:, None], axis=-1)  # (N, K, 2)
         eye = np.where(np.median(dist[..., 0], 1) < np.median(dist[..., 1], 1), 1.0, -1.0)  # +1: the left eye
-        data[split] = {"images": images, "copies": copies, "eye": eye,
-                       "yaw": np.array([float(it["yaw_deg"]) for it in items])}
+        data[split] = {"images": faces["image"], "copies": copies, "eye": eye, "yaw": faces["yaw"]}
     test = data["test"]
     turned = np.abs(test["yaw"]) > 20
     nearer = np.sign(test["yaw"]) == test["eye"]  # yaw > 0 turns the left eye to the camera (`where`)
-    print(f"the copies sit on the outer corner's eye nearer the camera on {nearer.mean():.0%} of {a.faces} "
+    print(f"the copies sit on the outer corner of the eye nearer the camera on {nearer.mean():.0%} of {a.faces} "
           f"test faces ({nearer[turned].mean():.0%} of those turned more than 20 degrees)")
     print(f"the eye the copies sit on, told by the part of the patches at them that is not their "
           f"mirror image ({a.train_faces} training faces; all test faces / turned more than 20 degrees):")

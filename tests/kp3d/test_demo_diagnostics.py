@@ -512,7 +512,7 @@ def test_copy_side_reports_each_patch_size_and_refuses_a_model_without_copies(tm
     res = subprocess.run([sys.executable, str(SCRIPT), "copy-side", str(tmp_path / "refined"), "--faces", "10",
                           "--train-faces", "12", "--radii", "1", "2"], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
-    assert re.search(r"^the copies sit on the outer corner's eye nearer the camera on \d+% of 10 test faces", res.stdout, re.M)
+    assert re.search(r"^the copies sit on the outer corner of the eye nearer the camera on \d+% of 10 test faces", res.stdout, re.M)
     rows = re.findall(r"^  (\d+) x \d+ patches: principal direction (\d+)% / (\d+|nan)% ?.*; linear classifier "
                       r"trained on the true eye (\d+)% / ", res.stdout, re.M)
     assert [r[0] for r in rows] == ["3", "5"] and all(50 <= int(r[1]) <= 100 for r in rows), res.stdout
