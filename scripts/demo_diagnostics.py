@@ -37,6 +37,8 @@ the projection loss on the detector, and other levers").
                                                          # they sit on?
     python scripts/demo_diagnostics.py midline           # do templates on the face's midline (nose,
                                                          # lip) stay on their feature as it turns?
+    python scripts/demo_diagnostics.py view-head RUN_DIR # can an image network, taught by the points'
+                                                         # odd layout, give the yaw the 3D figure needs?
 
 The figures of noise, gt and refit are r2 = 2D NME / mean-landmark baseline and r3 = 3D NME /
 flat-lift baseline on 300 test faces, the regressor fit on 500 (SPEC section 8). One thread; a
@@ -967,6 +969,168 @@ def cmd_copy_side(a):
               f"{np.mean(np.sign(labelled[turned]) == test['eye'][turned]):.0%}", flush=True)
 
 
+def normalised_layout(points):
+    """(N, 2P): each face's points (N, P, 2) centred on their mean, divided by their RMS radius
+    and flattened: the layout, without the head's place and size."""
+    c = points - points.mean(1, keepdims=True)
+    return (c / np.sqrt((c ** 2).sum(-1).mean(1))[:, None, None]).reshape(len(points), -1)
+
+
+def odd_layout_direction(points, mirror_points):
+    """(2P,): the top principal direction (not centred) of the odd part of the layout, the
+    model's points on an image minus its points on the mirror image (`normalised_layout`). What
+    turns the other way in the mirror, the yaw above all, changes sign there; no labels. Not
+    centred, so that swapping image and mirror gives exactly the negative coordinate."""
+    odd = normalised_layout(points) - normalised_layout(mirror_points)
+    return np.linalg.svd(odd, full_matrices=False)[2][0]
+
+
+def odd_layout_coordinate(points, mirror_points, direction):
+    """(N,): each face's odd part of the layout along `direction` (`odd_layout_direction`)."""
+    return (normalised_layout(points) - normalised_layout(mirror_points)) @ direction
+
+
+def head_crops(images, points, size, spread=2.0, jitter=0.0, generator=None):
+    """(N, C, size, size): each image resampled on a square centred on its points' mean ([-1, 1]
+    frame) with a half side of `spread` times their RMS radius, the centre moved by up to
+    `jitter` (same units) at random. The crop of the mirror image at the mirrored points is the
+    mirror image of the crop."""
+    p = torch.as_tensor(points, dtype=images.dtype)
+    centre = p.mean(1)
+    half = spread * ((p - centre[:, None]) ** 2).sum(-1).mean(1).sqrt()
+    if jitter:
+        centre = centre + jitter * (2 * torch.rand(centre.shape, generator=generator, dtype=images.dtype) - 1)
+    theta = torch.zeros(len(p), 2, 3, dtype=images.dtype)
+    theta[:, 0, 0] = theta[:, 1, 1] = half
+    theta[:, :, 2] = centre
+    grid = torch.nn.functional.affine_grid(theta, (len(p), images.shape[1], size, size), align_corners=False)
+    return torch.nn.functional.grid_sample(images, grid, align_corners=False, padding_mode="border")
+
+
+class OddViewNet(torch.nn.Module):
+    """g(x) = h(x) - h(mirror of x): a number per image that is, by construction, its negative on
+    the mirror image, as the yaw is. h: four stride-2 convolutions and a linear read of the last
+    map, which keeps the layout (where the face sits in the crop)."""
+
+    def __init__(self, size, widths=(32, 64, 96, 128)):
+        super().__init__()
+        layers, c = [], 3
+        for w in widths:
+            layers += [torch.nn.Conv2d(c, w, 3, 2, 1), torch.nn.GroupNorm(8, w), torch.nn.ReLU()]
+            c = w
+        side = size
+        for _ in widths:
+            side = (side + 1) // 2
+        self.h = torch.nn.Sequential(*layers, torch.nn.Flatten(), torch.nn.Linear(c * side * side, 1))
+
+    def forward(self, x):
+        return (self.h(x) - self.h(x.flip(-1))).squeeze(1)
+
+
+def train_view_net(images, points, target, a):
+    """An `OddViewNet` trained to give `target` (N,) from the head crops of images (N, C, S, S)
+    at the points (N, P, 2) (MSE; AdamW, weight decay 0.05; crops moved by up to 4 % of the
+    image and colours jittered, which the target's errors do not follow)."""
+    torch.manual_seed(a.seed)
+    gen = torch.Generator().manual_seed(a.seed)
+    net = OddViewNet(a.crop)
+    opt = torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=0.05)
+    target = torch.as_tensor(target, dtype=torch.float32)
+    for _ in range(a.steps):
+        i = torch.randint(len(images), (64,), generator=gen)
+        x = head_crops(images[i].float(), points[i], a.crop, jitter=0.125, generator=gen)
+        x = x * (0.9 + 0.2 * torch.rand(len(i), 3, 1, 1, generator=gen)) + 0.1 * (torch.rand(len(i), 3, 1, 1, generator=gen) - 0.5)
+        loss = torch.nn.functional.mse_loss(net(x), target[i])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return net.eval()
+
+
+def planar_depth(points, view):
+    """(N, P): depth of each point (N, P, 2) as a plane through the points' mean turned by the
+    view: tanh(view) times the point's x from the mean (the regression scales it)."""
+    return np.tanh(view)[:, None] * (points[..., 0] - points[..., 0].mean(1, keepdims=True))
+
+
+def faces_with_mirror_points(model, split, count, pooled):
+    """{"points", "mirror_points" (N, P, 2) [-1, 1] frame (the model's, on each image and on its
+    mirror image); "images" (N, 3, pooled, pooled) float16; "landmarks_2d", "landmarks_3d",
+    "yaw"} of `count` synthetic faces, rendered and run in batches of 64."""
+    ds = build_dataset(DATA, split, model.config.image_size, length=count)
+    out = {k: [] for k in ("points", "mirror_points", "images", "landmarks_2d", "landmarks_3d", "yaw")}
+    for start in range(0, count, 64):
+        items = [ds[i] for i in range(start, min(count, start + 64))]
+        images = torch.stack([it["image"] for it in items])
+        with torch.no_grad():
+            out["points"].append(model.predict(images)["keypoints_2d"].double().numpy())
+            out["mirror_points"].append(model.predict(images.flip(-1))["keypoints_2d"].double().numpy())
+        out["images"].append(torch.nn.functional.adaptive_avg_pool2d(images, pooled).half())
+        out["landmarks_2d"].append(np.stack([np.asarray(it["landmarks_2d"], np.float64) for it in items]))
+        out["landmarks_3d"].append(np.stack([np.asarray(it["landmarks_3d"], np.float64) for it in items]))
+        out["yaw"].append(np.array([float(it["yaw_deg"]) for it in items]))
+    return {k: torch.cat(v) if k == "images" else np.concatenate(v) for k, v in out.items()}
+
+
+def cmd_view_head(a):
+    """Could an image network learn the yaw the 3D figure needs, taught by the points alone? The
+    teacher is the odd part of the model's layout (`odd_layout_direction`: its points on each
+    training image minus its points on the mirror image, top principal direction; no labels). The
+    student is an `OddViewNet` on head crops, trained to give the teacher's coordinate. Printed,
+    on the test faces: how closely each follows the true yaw, and how often it tells which way a
+    face is turned, by how far it is turned; then r3 with `planar_depth` at the view (the
+    regression fit on the regress faces), beside the true yaw with Gaussian noise of a few sizes,
+    each view scaled to unit spread: the bar a view must clear; and, as a control, the student's
+    views shuffled across the faces, which keep their spread and carry no pose."""
+    from kp3d.train.trainer import load_model
+
+    torch.set_num_threads(a.threads)
+    model, _ = load_model(a.run)
+    model.eval()
+    faces = {s: faces_with_mirror_points(model, s, n, a.pooled)
+             for s, n in (("train", a.train_faces), ("regress", a.regress_faces), ("test", a.faces))}
+    direction = odd_layout_direction(faces["train"]["points"], faces["train"]["mirror_points"])
+    teacher = {s: odd_layout_coordinate(f["points"], f["mirror_points"], direction) for s, f in faces.items()}
+    scale = teacher["train"].std()
+    net = train_view_net(faces["train"]["images"], torch.as_tensor(faces["train"]["points"]),
+                         teacher["train"] / scale, a)
+    student = {}
+    with torch.no_grad():
+        for s in ("regress", "test"):
+            f = faces[s]
+            student[s] = torch.cat([net(head_crops(f["images"][i:i + 256].float(), torch.as_tensor(f["points"][i:i + 256]), a.crop))
+                                    for i in range(0, len(f["yaw"]), 256)]).double().numpy()
+    yaw = faces["test"]["yaw"]
+    bands = ((0, 10), (10, 20), (20, 30), (30, 45), (45, 91))
+    print(f"the view on {a.faces} test faces (teacher fit on {a.train_faces} training faces, student trained "
+          f"{a.steps} steps): correlation with the true yaw; share of faces told the way they are turned, "
+          f"by |yaw| ({', '.join(f'{lo}-{min(hi, 90)}' for lo, hi in bands)} degrees)")
+    for name, view in (("teacher (the odd part of the points)", teacher["test"]), ("student (the image network)", student["test"])):
+        sign = np.sign(np.corrcoef(view, yaw)[0, 1])  # the direction's sign is a gauge
+        told = [np.mean(np.sign(sign * view[m]) == np.sign(yaw[m]))
+                for m in (((np.abs(yaw) >= lo) & (np.abs(yaw) < hi)) for lo, hi in bands)]
+        print(f"  {name}: correlation {abs(np.corrcoef(view, yaw)[0, 1]):.3f}; told "
+              f"{' / '.join(f'{t:.0%}' for t in told)}", flush=True)
+    truth = {s: (faces[s]["landmarks_2d"], faces[s]["landmarks_3d"]) for s in ("regress", "test")}
+
+    def r3(view):
+        unit = {s: v / view["regress"].std() for s, v in view.items()}
+        p3 = {s: np.concatenate([faces[s]["points"], planar_depth(faces[s]["points"], unit[s])[..., None]], -1)
+              for s in unit}
+        return ratios(faces["regress"]["points"], faces["test"]["points"], p3["regress"], p3["test"],
+                      truth["regress"], truth["test"])[1]
+
+    print(f"r3 with the points at the depth of a plane turned by the view ({a.regress_faces} regress faces):")
+    rng = np.random.default_rng(0)
+    shuffled = {s: rng.permutation(v) for s, v in student.items()}
+    print(f"  teacher {r3({s: teacher[s] for s in student}):.3f}; student {r3(student):.3f}; "
+          f"a view that is none (the student's, shuffled across the faces) {r3(shuffled):.3f}")
+    noisy = [(sigma, {s: faces[s]["yaw"] + rng.normal(0, sigma, len(faces[s]["yaw"])) for s in student})
+             for sigma in a.noise]
+    print("  the true yaw with Gaussian noise: " + "; ".join(
+        f"{sigma:g} deg (correlation {np.corrcoef(v['test'], yaw)[0, 1]:.2f}) {r3(v):.3f}" for sigma, v in noisy))
+
+
 def rotation_grid(step_deg):
     """((R, 3, 3) head rotations, (R, 3) their yaw, pitch and roll in degrees) on a grid
     `step_deg` apart, covering the generator's ranges (yaw +-75, pitch +-30, roll +-20 degrees)
@@ -1519,6 +1683,17 @@ def main():
     cs.add_argument("--faces", type=int, default=1000, help="test faces")
     cs.add_argument("--train-faces", type=int, default=2000, help="faces for the direction and the classifier")
     cs.add_argument("--radii", type=int, nargs="+", default=[3, 5, 7, 10], help="patch radii (pixels)")
+    vh = sub.add_parser("view-head")
+    vh.add_argument("run", help="checkpoint file or run folder")
+    vh.add_argument("--train-faces", type=int, default=16000, help="faces for the teacher and the student")
+    vh.add_argument("--regress-faces", type=int, default=2000, help="faces for the evaluation's regression")
+    vh.add_argument("--faces", type=int, default=1000, help="test faces")
+    vh.add_argument("--steps", type=int, default=4000, help="the student's training steps (batches of 64)")
+    vh.add_argument("--pooled", type=int, default=64, help="images kept at this size (pixels)")
+    vh.add_argument("--crop", type=int, default=48, help="head crops of this size (pixels)")
+    vh.add_argument("--noise", type=float, nargs="+", default=[0, 10, 15, 20, 25], help="degrees")
+    vh.add_argument("--threads", type=int, default=2, help="it trains a network: two threads halve the time")
+    vh.add_argument("--seed", type=int, default=0)
     ps = sub.add_parser("pose-search")
     ps.add_argument("--size", type=int, default=SIZE, help="image size (pixels)")
     ps.add_argument("--radius", type=int, default=2, help="template patches of 2r + 1 pixels a side")
@@ -1564,7 +1739,7 @@ def main():
      "mirror": cmd_mirror, "appearance": cmd_appearance, "follow": cmd_follow, "regions": cmd_regions,
      "parts": cmd_parts, "copies": cmd_copies, "rigid": cmd_rigid, "depth-ceiling": cmd_depth_ceiling,
      "depth-share": cmd_depth_share, "search": cmd_search, "where": cmd_where,
-     "pose-search": cmd_pose_search, "corners": cmd_corners, "copy-side": cmd_copy_side, "midline": cmd_midline, "pictures": cmd_pictures}[a.cmd](a)
+     "pose-search": cmd_pose_search, "corners": cmd_corners, "copy-side": cmd_copy_side, "midline": cmd_midline, "view-head": cmd_view_head, "pictures": cmd_pictures}[a.cmd](a)
 
 
 if __name__ == "__main__":

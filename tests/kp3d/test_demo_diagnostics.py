@@ -533,3 +533,70 @@ def test_midline_searches_each_landmarks_template_and_finds_an_eye_corner_where_
     # the left eye's outer corner faces the camera when yaw > 20 and is mostly hidden when yaw < -20
     small = rows[2]
     assert int(small[3]) > int(small[2]), res.stdout
+
+
+def turned_layouts(yaw_deg, seed=0):
+    """(N, 6, 2): six random head-frame points seen under each yaw (orthographic, no noise): what a
+    detector that follows the head would give."""
+    X = np.random.default_rng(seed).normal(size=(6, 3))
+    t = np.radians(yaw_deg)[:, None]
+    return np.stack([np.cos(t) * X[:, 0] + np.sin(t) * X[:, 2], np.broadcast_to(X[:, 1], (len(t), 6))], -1)
+
+
+def test_the_odd_layout_follows_the_yaw_and_is_negated_when_image_and_mirror_swap():
+    dd = load_script()
+    yaw = np.random.default_rng(1).uniform(-60, 60, 200)
+    # the mirror image of a symmetric head turned by yaw is the head turned by -yaw
+    points, mirror = turned_layouts(yaw), turned_layouts(-yaw)
+    direction = dd.odd_layout_direction(points, mirror)
+    coordinate = dd.odd_layout_coordinate(points, mirror, direction)
+    assert abs(np.corrcoef(coordinate, yaw)[0, 1]) > 0.98
+    assert np.allclose(dd.odd_layout_coordinate(mirror, points, direction), -coordinate, atol=1e-12)
+    # layouts that do not change in the mirror have no odd part
+    assert np.allclose(dd.odd_layout_coordinate(points, points, direction), 0.0)
+
+
+def test_the_view_net_gives_the_negative_on_the_mirror_image():
+    dd = load_script()
+    torch.manual_seed(0)
+    net = dd.OddViewNet(20).double()
+    x = torch.rand(3, 3, 20, 20, dtype=torch.float64)
+    g = net(x)
+    assert g.shape == (3,) and g.abs().min() > 0
+    assert torch.allclose(net(x.flip(-1)), -g, atol=1e-12)
+
+
+def test_head_crops_centre_the_points_and_commute_with_the_mirror():
+    dd = load_script()
+    images = torch.zeros(2, 3, 33, 33, dtype=torch.float64)
+    images[:, :, 10, 22] = 1.0  # one bright pixel: x = 22 / 32 * 2 - 1 = 0.375, y = -0.375
+    points = torch.tensor([[[0.375 - 0.2, -0.375], [0.375 + 0.2, -0.375]]] * 2, dtype=torch.float64)
+    crops = dd.head_crops(images, points, 9)  # half side 2 x 0.2: 0.4 across 9 pixels
+    assert crops.shape == (2, 3, 9, 9)
+    assert crops[0, 0].argmax().item() == 4 * 9 + 4  # the points' mean is the crop's centre
+    torch.manual_seed(0)
+    images = torch.rand(2, 3, 33, 33, dtype=torch.float64)
+    points = torch.rand(2, 5, 2, dtype=torch.float64) - 0.5
+    mirrored = points * torch.tensor([-1.0, 1.0], dtype=torch.float64)
+    assert torch.allclose(dd.head_crops(images.flip(-1), mirrored, 11), dd.head_crops(images, points, 11).flip(-1), atol=1e-12)
+
+
+def test_planar_depth_turns_the_points_about_their_mean():
+    dd = load_script()
+    points = np.array([[[-0.5, 0.1], [0.1, 0.0], [0.4, -0.2]]] * 2)
+    depth = dd.planar_depth(points, np.array([0.0, 1.0]))
+    assert np.allclose(depth[0], 0.0)
+    assert np.allclose(depth[1], np.tanh(1.0) * np.array([-0.5, 0.1, 0.4]))
+
+
+def test_view_head_reports_the_teacher_the_student_and_the_noisy_yaw_bar(tmp_path):
+    train_tiny(tmp_path, {"plain": []})
+    res = subprocess.run([sys.executable, str(SCRIPT), "view-head", str(tmp_path / "plain"), "--train-faces", "40",
+                          "--regress-faces", "30", "--faces", "20", "--steps", "3", "--pooled", "32", "--crop", "24",
+                          "--noise", "0", "20", "--threads", "1"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    rows = re.findall(r"^  (teacher|student) \(.*\): correlation ([0-9.]+); told (\d+%(?: / \d+%){4})$", res.stdout, re.M)
+    assert [r[0] for r in rows] == ["teacher", "student"], res.stdout
+    assert re.search(r"^  teacher [0-9.]+; student [0-9.]+; a view that is none \(.*\) [0-9.]+$", res.stdout, re.M), res.stdout
+    bar = re.findall(r"(\d+) deg \(correlation ([0-9.]+)\) ([0-9.]+)", res.stdout)
+    assert [b[0] for b in bar] == ["0", "20"] and float(bar[0][1]) == 1.0, res.stdout
