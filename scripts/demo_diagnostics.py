@@ -1107,10 +1107,9 @@ def cmd_view_head(a):
           f"by |yaw| ({', '.join(f'{lo}-{min(hi, 90)}' for lo, hi in bands)} degrees)")
     for name, view in (("teacher (the odd part of the points)", teacher["test"]), ("student (the image network)", student["test"])):
         sign = np.sign(np.corrcoef(view, yaw)[0, 1])  # the direction's sign is a gauge
-        told = [np.mean(np.sign(sign * view[m]) == np.sign(yaw[m]))
+        told = [f"{np.mean(np.sign(sign * view[m]) == np.sign(yaw[m])):.0%}" if m.any() else "-"
                 for m in (((np.abs(yaw) >= lo) & (np.abs(yaw) < hi)) for lo, hi in bands)]
-        print(f"  {name}: correlation {abs(np.corrcoef(view, yaw)[0, 1]):.3f}; told "
-              f"{' / '.join(f'{t:.0%}' for t in told)}", flush=True)
+        print(f"  {name}: correlation {abs(np.corrcoef(view, yaw)[0, 1]):.3f}; told {' / '.join(told)}", flush=True)
     truth = {s: (faces[s]["landmarks_2d"], faces[s]["landmarks_3d"]) for s in ("regress", "test")}
 
     def r3(view):
