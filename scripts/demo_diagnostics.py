@@ -969,25 +969,22 @@ def cmd_copy_side(a):
               f"{np.mean(np.sign(labelled[turned]) == test['eye'][turned]):.0%}", flush=True)
 
 
-def normalised_layout(points):
-    """(N, 2P): each face's points (N, P, 2) centred on their mean, divided by their RMS radius
-    and flattened: the layout, without the head's place and size."""
-    c = points - points.mean(1, keepdims=True)
-    return (c / np.sqrt((c ** 2).sum(-1).mean(1))[:, None, None]).reshape(len(points), -1)
+def odd_layout(points, mirror_points):
+    """(N, 2P): the odd part of the layout, the model's points (N, P, 2) on each image minus its
+    points on the mirror image, each as the lifter sees them (`lifter_view`: without the head's
+    place and size). What turns the other way in the mirror, the yaw above all, changes sign."""
+    return lifter_view(points)[0] - lifter_view(mirror_points)[0]
 
 
 def odd_layout_direction(points, mirror_points):
-    """(2P,): the top principal direction (not centred) of the odd part of the layout, the
-    model's points on an image minus its points on the mirror image (`normalised_layout`). What
-    turns the other way in the mirror, the yaw above all, changes sign there; no labels. Not
+    """(2P,): the top principal direction of `odd_layout` over the faces given; no labels. Not
     centred, so that swapping image and mirror gives exactly the negative coordinate."""
-    odd = normalised_layout(points) - normalised_layout(mirror_points)
-    return np.linalg.svd(odd, full_matrices=False)[2][0]
+    return np.linalg.svd(odd_layout(points, mirror_points), full_matrices=False)[2][0]
 
 
 def odd_layout_coordinate(points, mirror_points, direction):
     """(N,): each face's odd part of the layout along `direction` (`odd_layout_direction`)."""
-    return (normalised_layout(points) - normalised_layout(mirror_points)) @ direction
+    return odd_layout(points, mirror_points) @ direction
 
 
 def head_crops(images, points, size, spread=2.0, jitter=0.0, generator=None):
