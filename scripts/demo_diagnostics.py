@@ -1024,10 +1024,34 @@ class OddViewNet(torch.nn.Module):
         return (self.h(x) - self.h(x.flip(-1))).squeeze(1)
 
 
+def chromaticity(images):
+    """Each pixel's colour divided by its brightness (images in [-1, 1], as the datasets give them):
+    the shading of a white light divides out, the colours of skin, eyes, lips and hair stay. A
+    network that sees only this cannot tell where the light comes from."""
+    x = (images + 1).clamp(min=0) / 2 + 0.02  # [0, 1], with a floor: black has no colour
+    return 3 * x / x.sum(1, keepdim=True) - 1
+
+
+def crop_frame(faces, centre):
+    """(N, P', 2) points whose mean and RMS radius place each face's head crop: its points, or
+    ("symmetric") its points with its mirror image's points put back, whose mean moves with
+    nothing that turns the other way in the mirror: the lighting shifts the points, and a crop
+    that followed them would show the student the teacher's error."""
+    if centre == "symmetric":
+        return np.concatenate([faces["points"], faces["mirror_points"] * [-1.0, 1.0]], 1)
+    return faces["points"]
+
+
+def view_net_input(crops, colour):
+    return chromaticity(crops) if colour == "chromaticity" else crops
+
+
 def train_view_net(images, points, target, a):
     """An `OddViewNet` trained to give `target` (N,) from the head crops of images (N, C, S, S)
-    at the points (N, P, 2) (MSE; AdamW, weight decay 0.05; crops moved by up to 4 % of the
-    image and colours jittered, which the target's errors do not follow)."""
+    at the points (N, P, 2) (AdamW, weight decay 0.05; crops moved by up to 4 % of the image and
+    colours jittered, which the target's errors do not follow; a.turn: turned in-plane by up to
+    that many degrees). a.loss "mse": the target's value; "logistic": its sign alone. a.colour
+    "chromaticity": the net sees `chromaticity` crops."""
     torch.manual_seed(a.seed)
     gen = torch.Generator().manual_seed(a.seed)
     net = OddViewNet(a.crop)
@@ -1037,7 +1061,18 @@ def train_view_net(images, points, target, a):
         i = torch.randint(len(images), (64,), generator=gen)
         x = head_crops(images[i].float(), points[i], a.crop, jitter=0.125, generator=gen)
         x = x * (0.9 + 0.2 * torch.rand(len(i), 3, 1, 1, generator=gen)) + 0.1 * (torch.rand(len(i), 3, 1, 1, generator=gen) - 0.5)
-        loss = torch.nn.functional.mse_loss(net(x), target[i])
+        if a.turn:  # in-plane turns, which the target's errors do not follow (the odd layout holds some roll)
+            angle = torch.deg2rad(a.turn * (2 * torch.rand(len(i), generator=gen) - 1))
+            rot = torch.zeros(len(i), 2, 3)
+            rot[:, 0, 0] = rot[:, 1, 1] = torch.cos(angle)
+            rot[:, 0, 1], rot[:, 1, 0] = -torch.sin(angle), torch.sin(angle)
+            grid = torch.nn.functional.affine_grid(rot, x.shape, align_corners=False)
+            x = torch.nn.functional.grid_sample(x, grid, align_corners=False, padding_mode="border")
+        out = net(view_net_input(x, a.colour))
+        if a.loss == "logistic":
+            loss = torch.nn.functional.softplus(-out * torch.sign(target[i])).mean()
+        else:
+            loss = torch.nn.functional.mse_loss(out, target[i])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -1069,6 +1104,14 @@ def faces_with_mirror_points(model, split, count, pooled):
     return {k: torch.cat(v) if k == "images" else np.concatenate(v) for k, v in out.items()}
 
 
+def view_of(net, faces, a):
+    """(N,): a trained `OddViewNet`'s view of each face ({"images", "points"}), in batches."""
+    with torch.no_grad():
+        frame = torch.as_tensor(crop_frame(faces, a.centre))
+        return torch.cat([net(view_net_input(head_crops(faces["images"][i:i + 256].float(), frame[i:i + 256], a.crop), a.colour))
+                          for i in range(0, len(frame), 256)]).double().numpy()
+
+
 def cmd_view_head(a):
     """Could an image network learn the yaw the 3D figure needs, taught by the points alone? The
     teacher is the odd part of the model's layout (`odd_layout_direction`: its points on each
@@ -1078,7 +1121,15 @@ def cmd_view_head(a):
     face is turned, by how far it is turned; then r3 with `planar_depth` at the view (the
     regression fit on the regress faces), beside the true yaw with Gaussian noise of a few sizes,
     each view scaled to unit spread: the bar a view must clear; and, as a control, the student's
-    views shuffled across the faces, which keep their spread and carry no pose."""
+    views shuffled across the faces, which keep their spread and carry no pose.
+
+    The teacher's errors are not noise the student averages out: where the points' odd part is
+    small (near frontal), the lighting, the roll and the crop's place decide its sign, and an
+    image network learns those from the image as readily as the yaw. The options take them
+    away from the student: --keep (only the faces the teacher calls most turned), --loss
+    logistic (only the teacher's sign), --colour chromaticity (no shading), --centre symmetric
+    (a crop that does not follow the points' shift), --turn (in-plane turns the teacher does
+    not follow); --teacher yaw gives the student the true yaw (labels) in its place."""
     from kp3d.train.trainer import load_model
 
     torch.set_num_threads(a.threads)
@@ -1086,23 +1137,30 @@ def cmd_view_head(a):
     model.eval()
     faces = {s: faces_with_mirror_points(model, s, n, a.pooled)
              for s, n in (("train", a.train_faces), ("regress", a.regress_faces), ("test", a.faces))}
-    direction = odd_layout_direction(faces["train"]["points"], faces["train"]["mirror_points"])
-    teacher = {s: odd_layout_coordinate(f["points"], f["mirror_points"], direction) for s, f in faces.items()}
-    scale = teacher["train"].std()
-    net = train_view_net(faces["train"]["images"], torch.as_tensor(faces["train"]["points"]),
-                         teacher["train"] / scale, a)
-    student = {}
-    with torch.no_grad():
-        for s in ("regress", "test"):
-            f = faces[s]
-            student[s] = torch.cat([net(head_crops(f["images"][i:i + 256].float(), torch.as_tensor(f["points"][i:i + 256]), a.crop))
-                                    for i in range(0, len(f["yaw"]), 256)]).double().numpy()
+    if a.teacher == "yaw":  # labels: what this student could reach with a perfect teacher
+        teacher = {s: f["yaw"].astype(np.float64) for s, f in faces.items()}
+    else:
+        direction = odd_layout_direction(faces["train"]["points"], faces["train"]["mirror_points"])
+        teacher = {s: odd_layout_coordinate(f["points"], f["mirror_points"], direction) for s, f in faces.items()}
+    target = teacher["train"]
+    for round_ in range(a.rounds):  # after the first, the student's views of the training faces teach the next
+        # the faces the target calls most turned: where the points' odd part is small, lighting
+        # and noise decide its sign
+        kept = np.nonzero(np.abs(target) >= np.quantile(np.abs(target), 1 - a.keep))[0]
+        net = train_view_net(faces["train"]["images"][kept], torch.as_tensor(crop_frame(faces["train"], a.centre)[kept]),
+                             target[kept] / target[kept].std(), a)
+        if round_ + 1 < a.rounds:
+            target = view_of(net, faces["train"], a)
+    student = {s: view_of(net, faces[s], a) for s in ("regress", "test")}
     yaw = faces["test"]["yaw"]
     bands = ((0, 10), (10, 20), (20, 30), (30, 45), (45, 91))
-    print(f"the view on {a.faces} test faces (teacher fit on {a.train_faces} training faces, student trained "
-          f"{a.steps} steps): correlation with the true yaw; share of faces told the way they are turned, "
+    print(f"the view on {a.faces} test faces (teacher fit on {a.train_faces} training faces; student on the "
+          f"{a.keep:.0%} of them it calls most turned, {a.colour}, crops on the {a.centre} frame turned up to "
+          f"{a.turn:g} degrees, {a.loss} loss, {a.steps} steps, "
+          f"{a.rounds} round(s)): correlation with the true yaw; share of faces told the way they are turned, "
           f"by |yaw| ({', '.join(f'{lo}-{min(hi, 90)}' for lo, hi in bands)} degrees)")
-    for name, view in (("teacher (the odd part of the points)", teacher["test"]), ("student (the image network)", student["test"])):
+    teacher_name = "teacher (the true yaw: labels)" if a.teacher == "yaw" else "teacher (the odd part of the points)"
+    for name, view in ((teacher_name, teacher["test"]), ("student (the image network)", student["test"])):
         sign = np.sign(np.corrcoef(view, yaw)[0, 1])  # the direction's sign is a gauge
         told = [f"{np.mean(np.sign(sign * view[m]) == np.sign(yaw[m])):.0%}" if m.any() else "-"
                 for m in (((np.abs(yaw) >= lo) & (np.abs(yaw) < hi)) for lo, hi in bands)]
@@ -1690,6 +1748,20 @@ def main():
     vh.add_argument("--noise", type=float, nargs="+", default=[0, 10, 15, 20, 25], help="degrees")
     vh.add_argument("--threads", type=int, default=2, help="it trains a network: two threads halve the time")
     vh.add_argument("--seed", type=int, default=0)
+    vh.add_argument("--teacher", choices=("points", "yaw"), default="points",
+                    help="what the student learns: the odd part of the points (no labels) or the true yaw "
+                         "(labels: the most this student could learn)")
+    vh.add_argument("--keep", type=float, default=1.0,
+                    help="the student learns from this share of the training faces, those with the largest |teacher|")
+    vh.add_argument("--loss", choices=("mse", "logistic"), default="mse",
+                    help="mse: the teacher's value; logistic: its sign alone")
+    vh.add_argument("--colour", choices=("rgb", "chromaticity"), default="rgb",
+                    help="chromaticity: the student sees colour without brightness, blind to the light")
+    vh.add_argument("--centre", choices=("points", "symmetric"), default="points",
+                    help="the head crops follow the points, or the points with the mirror image's put back")
+    vh.add_argument("--turn", type=float, default=0.0, help="the student's crops turned in-plane by up to this (degrees)")
+    vh.add_argument("--rounds", type=int, default=1,
+                    help="rounds of teaching; from the second, the last student's views are the teacher")
     ps = sub.add_parser("pose-search")
     ps.add_argument("--size", type=int, default=SIZE, help="image size (pixels)")
     ps.add_argument("--radius", type=int, default=2, help="template patches of 2r + 1 pixels a side")

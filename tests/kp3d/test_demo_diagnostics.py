@@ -581,6 +581,34 @@ def test_head_crops_centre_the_points_and_commute_with_the_mirror():
     assert torch.allclose(dd.head_crops(images.flip(-1), mirrored, 11), dd.head_crops(images, points, 11).flip(-1), atol=1e-12)
 
 
+def test_chromaticity_drops_the_brightness_and_keeps_the_colour():
+    dd = load_script()
+    torch.manual_seed(0)
+    colour = torch.rand(2, 3, 5, 7, dtype=torch.float64) * 0.6 + 0.3  # [0, 1] pixels away from black and white
+    chroma = dd.chromaticity(2 * colour - 1)
+    assert torch.allclose(chroma.sum(1), torch.zeros(2, 5, 7, dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(dd.chromaticity(torch.full((1, 3, 2, 2), 0.3, dtype=torch.float64)), torch.zeros(1, 3, 2, 2, dtype=torch.float64))
+    # the same colours half as bright (shading) move the chromaticity far less than the pixels
+    darker = dd.chromaticity(2 * (0.5 * colour) - 1)
+    assert (darker - chroma).abs().max() < 0.1 * ((0.5 * colour) - colour).abs().max()
+    assert (dd.chromaticity(2 * colour.flip(1) - 1) - chroma).abs().max() > 0.1  # other colours differ
+
+
+def test_the_symmetric_crop_frame_does_not_follow_an_odd_shift_of_the_points():
+    dd = load_script()
+    rng = np.random.default_rng(0)
+    head = rng.normal(size=(3, 6, 2)) * 0.2
+    mirror_of_head = head * [-1.0, 1.0]  # a mirror-symmetric scene: the mirror image's points
+    shift = np.array([0.1, 0.0])  # the lighting moves the points one way, in the mirror image the other
+    faces = {"points": head + shift, "mirror_points": mirror_of_head + shift}
+    frame = dd.crop_frame(faces, "symmetric")
+    assert np.allclose(frame.mean(1), head.mean(1))
+    assert np.allclose(dd.crop_frame(faces, "points").mean(1), head.mean(1) + shift)
+    # image and mirror swapped: the mirrored frame
+    swapped = dd.crop_frame({"points": faces["mirror_points"], "mirror_points": faces["points"]}, "symmetric")
+    assert np.allclose(swapped.mean(1), frame.mean(1) * [-1.0, 1.0])
+
+
 def test_planar_depth_turns_the_points_about_their_mean():
     dd = load_script()
     points = np.array([[[-0.5, 0.1], [0.1, 0.0], [0.4, -0.2]]] * 2)
@@ -600,3 +628,18 @@ def test_view_head_reports_the_teacher_the_student_and_the_noisy_yaw_bar(tmp_pat
     assert re.search(r"^  teacher [0-9.]+; student [0-9.]+; a view that is none \(.*\) [0-9.]+$", res.stdout, re.M), res.stdout
     bar = re.findall(r"(\d+) deg \(correlation ([0-9.]+)\) ([0-9.]+)", res.stdout)
     assert [b[0] for b in bar] == ["0", "20"] and float(bar[0][1]) == 1.0, res.stdout
+
+
+def test_view_head_with_the_teacher_s_nuisances_taken_away_and_with_the_true_yaw(tmp_path):
+    train_tiny(tmp_path, {"plain": []})
+    common = [sys.executable, str(SCRIPT), "view-head", str(tmp_path / "plain"), "--train-faces", "40",
+              "--regress-faces", "30", "--faces", "20", "--steps", "3", "--pooled", "32", "--crop", "24",
+              "--noise", "0", "--threads", "1"]
+    res = subprocess.run(common + ["--keep", "0.5", "--loss", "logistic", "--colour", "chromaticity", "--centre",
+                                   "symmetric", "--turn", "30", "--rounds", "2"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "student on the 50% of them it calls most turned, chromaticity, crops on the symmetric frame turned up to 30 degrees, logistic loss, 3 steps, 2 round(s)" in res.stdout, res.stdout
+    assert re.search(r"^  student \(the image network\): correlation [0-9.]+; told", res.stdout, re.M), res.stdout
+    res = subprocess.run(common + ["--teacher", "yaw"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert re.search(r"^  teacher \(the true yaw: labels\): correlation 1.000; told 100% / 100% / 100% / 100% / 100%$", res.stdout, re.M), res.stdout
