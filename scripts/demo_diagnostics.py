@@ -1104,6 +1104,15 @@ def faces_with_mirror_points(model, split, count, pooled):
     return {k: torch.cat(v) if k == "images" else np.concatenate(v) for k, v in out.items()}
 
 
+def light_side_and_roll(split, count, size):
+    """(N, 2): for the first `count` synthetic faces of a split, the x of the light's direction
+    (its side) and the head's roll (degrees), read off the generator's scene: labels, for the
+    analysis of a view's errors only."""
+    ds = build_dataset(DATA, split, size, length=count)
+    scenes = (ds.module.sample_scene(ds.rng(i), size) for i in range(count))
+    return np.array([(scene.light_dir[0], scene.roll_deg) for scene in scenes])
+
+
 def view_of(net, faces, a):
     """(N,): a trained `OddViewNet`'s view of each face ({"images", "points"}), in batches."""
     with torch.no_grad():
@@ -1165,6 +1174,15 @@ def cmd_view_head(a):
         told = [f"{np.mean(np.sign(sign * view[m]) == np.sign(yaw[m])):.0%}" if m.any() else "-"
                 for m in (((np.abs(yaw) >= lo) & (np.abs(yaw) < hi)) for lo, hi in bands)]
         print(f"  {name}: correlation {abs(np.corrcoef(view, yaw)[0, 1]):.3f}; told {' / '.join(told)}", flush=True)
+    nuisance = light_side_and_roll("test", a.faces, model.config.image_size)
+    fit = np.stack([np.sin(np.radians(yaw)), np.ones_like(yaw)], 1)
+    print("the part of each view the yaw does not explain (after a fit on sin(yaw)): its correlation with the "
+          "light's side (x of its direction) and with the roll, which also turn the other way in the mirror")
+    for name, view in ((teacher_name, teacher["test"]), ("student (the image network)", student["test"])):
+        rest = view - fit @ np.linalg.lstsq(fit, view, rcond=None)[0]
+        rest = rest * np.sign(np.corrcoef(view, yaw)[0, 1])  # read in the yaw's sign
+        print(f"  {name}: light's side {np.corrcoef(rest, nuisance[:, 0])[0, 1]:+.2f}, "
+              f"roll {np.corrcoef(rest, nuisance[:, 1])[0, 1]:+.2f}")
     truth = {s: (faces[s]["landmarks_2d"], faces[s]["landmarks_3d"]) for s in ("regress", "test")}
 
     def r3(view):

@@ -640,6 +640,8 @@ def test_view_head_with_the_teacher_s_nuisances_taken_away_and_with_the_true_yaw
     assert res.returncode == 0, res.stderr
     assert "student on the 50% of them it calls most turned, chromaticity, crops on the symmetric frame turned up to 30 degrees, logistic loss, 3 steps, 2 round(s)" in res.stdout, res.stdout
     assert re.search(r"^  student \(the image network\): correlation [0-9.]+; told", res.stdout, re.M), res.stdout
+    nuisances = re.findall(r"^  (teacher|student) \(.*\): light's side ([+-][0-9.]+|nan), roll ([+-][0-9.]+|nan)$", res.stdout, re.M)
+    assert [n[0] for n in nuisances] == ["teacher", "student"], res.stdout
     res = subprocess.run(common + ["--teacher", "yaw"], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert re.search(r"^  teacher \(the true yaw: labels\): correlation 1.000; told 100% / 100% / 100% / 100% / 100%$", res.stdout, re.M), res.stdout
