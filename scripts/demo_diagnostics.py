@@ -1027,7 +1027,7 @@ class OddViewNet(torch.nn.Module):
 def chromaticity(images):
     """Each pixel's colour divided by its brightness (images in [-1, 1], as the datasets give them):
     the shading of a white light divides out, the colours of skin, eyes, lips and hair stay. A
-    network that sees only this cannot tell where the light comes from."""
+    network that sees only this does not see the shading (highlights and clipped pixels remain)."""
     x = (images + 1).clamp(min=0) / 2 + 0.02  # [0, 1], with a floor: black has no colour
     return 3 * x / x.sum(1, keepdim=True) - 1
 
@@ -1692,6 +1692,22 @@ def add_template_search_args(parser):
     return parser
 
 
+def share(text):
+    """argparse type: a number in (0, 1]."""
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
+def positive_int(text):
+    """argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -1769,7 +1785,7 @@ def main():
     vh.add_argument("--teacher", choices=("points", "yaw"), default="points",
                     help="what the student learns: the odd part of the points (no labels) or the true yaw "
                          "(labels: the most this student could learn)")
-    vh.add_argument("--keep", type=float, default=1.0,
+    vh.add_argument("--keep", type=share, default=1.0,
                     help="the student learns from this share of the training faces, those with the largest |teacher|")
     vh.add_argument("--loss", choices=("mse", "logistic"), default="mse",
                     help="mse: the teacher's value; logistic: its sign alone")
@@ -1778,7 +1794,7 @@ def main():
     vh.add_argument("--centre", choices=("points", "symmetric"), default="points",
                     help="the head crops follow the points, or the points with the mirror image's put back")
     vh.add_argument("--turn", type=float, default=0.0, help="the student's crops turned in-plane by up to this (degrees)")
-    vh.add_argument("--rounds", type=int, default=1,
+    vh.add_argument("--rounds", type=positive_int, default=1,
                     help="rounds of teaching; from the second, the last student's views are the teacher")
     ps = sub.add_parser("pose-search")
     ps.add_argument("--size", type=int, default=SIZE, help="image size (pixels)")

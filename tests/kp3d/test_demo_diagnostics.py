@@ -630,6 +630,12 @@ def test_view_head_reports_the_teacher_the_student_and_the_noisy_yaw_bar(tmp_pat
     assert [b[0] for b in bar] == ["0", "20"] and float(bar[0][1]) == 1.0, res.stdout
 
 
+def test_view_head_refuses_a_share_or_a_number_of_rounds_out_of_range():
+    for flag, value in (("--keep", "0"), ("--keep", "1.5"), ("--rounds", "0")):
+        res = subprocess.run([sys.executable, str(SCRIPT), "view-head", "run", flag, value], capture_output=True, text=True, timeout=60)
+        assert res.returncode == 2 and f"argument {flag}" in res.stderr, res.stderr
+
+
 def test_view_head_with_the_teacher_s_nuisances_taken_away_and_with_the_true_yaw(tmp_path):
     train_tiny(tmp_path, {"plain": []})
     common = [sys.executable, str(SCRIPT), "view-head", str(tmp_path / "plain"), "--train-faces", "40",
