@@ -1790,7 +1790,7 @@ def main():
     vh.add_argument("--loss", choices=("mse", "logistic"), default="mse",
                     help="mse: the teacher's value; logistic: its sign alone")
     vh.add_argument("--colour", choices=("rgb", "chromaticity"), default="rgb",
-                    help="chromaticity: the student sees colour without brightness, blind to the light")
+                    help="chromaticity: the student sees colour without brightness, blind to the shading")
     vh.add_argument("--centre", choices=("points", "symmetric"), default="points",
                     help="the head crops follow the points, or the points with the mirror image's put back")
     vh.add_argument("--turn", type=float, default=0.0, help="the student's crops turned in-plane by up to this (degrees)")
