@@ -25,6 +25,7 @@ from .equivariance import equivariance_loss
 from .mirror_warp import warp_to_keypoints
 from .parts import part_colour_loss
 from .structure3d import Canonicalizer, Lifter, ShapeModel, random_rotations
+from .view import ViewHead, planar_depth
 
 MODES = ("3d", "autolink")
 # AutoLink's line thickness (gaussian falloff, 128 x 128) by number of keypoints
@@ -98,6 +99,10 @@ class ModelConfig:
     # factor (work_size pixels a side); the refinement searches the full image_size one, so its
     # templates see finer detail while the network runs at the smaller size (docs/method.md)
     work_scale: int = 1
+    # > 0: the model has a view head (kp3d/model/view.py) on crops of this many pixels a side,
+    # trained after the keypoints (kp3d/train/view_head.py); its view gives the 3D keypoints
+    # their depth. 0: none; the structure gives the depth
+    view_crop: int = 0
     num_basis: int = 2
     lifter_hidden: int = 256
     lifter_depth: int = 2
@@ -150,6 +155,9 @@ class ModelConfig:
         r = self.refine_radius
         if isinstance(r, bool) or not isinstance(r, int) or r < 1:
             raise ValueError(f"refine_radius must be an integer >= 1, got {r!r}")
+        v = self.view_crop
+        if isinstance(v, bool) or not isinstance(v, int) or not (v == 0 or v >= 8):
+            raise ValueError(f"view_crop must be 0 (no view head) or an integer >= 8, got {v!r}")
         if not self.refine_reach >= 0:
             raise ValueError(f"refine_reach must be >= 0, got {self.refine_reach!r}")
         if not self.refine_temperature > 0:
@@ -217,6 +225,7 @@ class KeypointModel(nn.Module):
             self.canonicalizer = (Canonicalizer(P, config.num_basis, config.lifter_hidden,
                                                 config.lifter_depth)
                                   if config.canonicalization and config.num_basis > 0 else None)
+        self.view_head = ViewHead(config.view_crop) if config.view_crop else None
 
     # ------------------------------------------------------------------ pieces
     @property
@@ -325,21 +334,45 @@ class KeypointModel(nn.Module):
                     out["canonical_recovered"] = self.shape.canonical(alpha_c)
         return out
 
+    def attach_view_head(self, head: ViewHead):
+        """Add a trained view head (kp3d/train/view_head.py); the config records its crop, so
+        that a checkpoint of the model rebuilds it."""
+        from dataclasses import replace
+
+        if head.colour != "chromaticity":  # the config rebuilds the head with its default colour
+            raise ValueError(f"the model's view head sees chromaticity, got a head on {head.colour!r}")
+        self.config = replace(self.config, view_crop=head.crop)
+        self.view_head = head.to(next(self.parameters()).device)
+        return self
+
+    @torch.no_grad()
+    def predict_points(self, images):
+        """(B, P, 2): the keypoints, then with refinement their refined copies."""
+        det = self.detector(self.work_images(images))
+        return self.points_2d(images, det["keypoints"].float())[0]
+
     @torch.no_grad()
     def predict(self, images):
         """Inference: {"keypoints_2d" (B,P,2), "keypoints_3d" (B,P,3) or absent, ...}: the K
         keypoints, then with refinement their K refined copies (P = `num_points`).
 
-        keypoints_3d: the 2D points with the depth of the 3D structure fitted to them;
-        fitted_3d: that structure, P3D, in the frame of the 2D keypoints (x, y through Pi).
-        Depth is in the units of x and y; its sign is a gauge: a weak-perspective model cannot
-        tell a shape from its depth mirror."""
-        det = self.detector(self.work_images(images))
-        res = {"keypoints_2d": self.points_2d(images, det["keypoints"].float())[0]}
+        keypoints_3d: the 2D points with the depth of the 3D structure fitted to them or, with a
+        view head, the depth of a plane through them turned by its view ("view" (B,): > 0 and
+        < 0 are the two ways a face turns; the points are also found on the mirror image, so a
+        view head doubles the detector's work). fitted_3d: the structure, P3D, in the frame of
+        the 2D keypoints (x, y through Pi). Depth is in the units of x and y; its sign is a
+        gauge: a weak-perspective model cannot tell a shape from its depth mirror."""
+        points = self.predict_points(images)
+        res = {"keypoints_2d": points}
         if self.has_3d:
-            lift = self.lift(res["keypoints_2d"])
+            lift = self.lift(points)
             res.update({k: lift[k] for k in ("keypoints_3d", "fitted_3d", "alpha", "rotation",
                                              "scale", "translation", "projected")})
+        if self.view_head is not None:
+            mirror = self.predict_points(images.flip(-1))
+            view = self.view_head(self.work_images(images), points, mirror)
+            res["view"] = view
+            res["keypoints_3d"] = torch.cat([points, planar_depth(points, view)[..., None]], -1)
         return res
 
     def structure(self):
@@ -360,7 +393,8 @@ class KeypointModel(nn.Module):
 @torch.no_grad()
 def predict_dataset(model, dataset, *, batch_size=64, device="cpu", num_workers=0):
     """Run the model over a dataset. Returns numpy arrays: keypoints_2d (N, K, 2) and, with the
-    3D branch, keypoints_3d and fitted_3d (N, K, 3) (kp3d frame, [-1, 1]; see `predict`); and
+    3D branch, keypoints_3d and fitted_3d (N, K, 3) (kp3d frame, [-1, 1]; see `predict`); with a
+    view head, view (N,); and
     the dataset's landmarks_2d, landmarks_3d, visible, yaw_deg, index."""
     was_training = model.training
     model.eval()
@@ -369,7 +403,8 @@ def predict_dataset(model, dataset, *, batch_size=64, device="cpu", num_workers=
     acc = {}
     for batch in loader:
         pred = model.predict(batch["image"].to(device))
-        items = {k: pred[k] for k in ("keypoints_2d", "keypoints_3d", "fitted_3d") if k in pred}
+        items = {k: pred[k] for k in ("keypoints_2d", "keypoints_3d", "fitted_3d", "view")
+                 if k in pred}
         for key in ("landmarks_2d", "landmarks_3d", "visible", "yaw_deg", "index"):
             if key in batch:
                 items[key] = batch[key]

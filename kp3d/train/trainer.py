@@ -165,6 +165,9 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, *, resume=False, dataset=Non
     """
     cfg.validate()
     model_cfg.validate()
+    if model_cfg.view_crop:  # its weights would only decay here
+        raise ValueError("view_crop must be 0 in training: the view head is trained after the "
+                         "keypoints (kp3d.train.view_head.train_view_head)")
     rank, world, device = setup_distributed(cfg.device)
     is_main = rank == 0
     os.makedirs(cfg.out, exist_ok=True)
@@ -300,6 +303,17 @@ def save_training_checkpoint(cfg, model_cfg, model, optimizer, scaler, step, dev
     path = os.path.join(cfg.out, ckpt.checkpoint_name(step))
     ckpt.save_atomic(obj, path)
     ckpt.prune_checkpoints(cfg.out, cfg.keep_checkpoints)
+    return path
+
+
+def save_model_checkpoint(path, model, step, **extra):
+    """Write the model alone (no optimiser: it does not resume training) as a kp3d checkpoint,
+    atomically; `load_model` reads it. extra: more plain entries to keep beside it."""
+    model = _unwrap(model)
+    obj = {"format": ckpt.FORMAT, "version": ckpt.VERSION, "model_config": model.config.to_dict(),
+           "step": int(step), "model": model.state_dict(), "torch_version": str(torch.__version__),
+           **extra}
+    ckpt.save_atomic(obj, path)
     return path
 
 
