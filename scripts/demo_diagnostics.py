@@ -56,6 +56,9 @@ from kp3d.eval import evaluate_keypoints
 from kp3d.model.keypoint_model import ModelConfig
 from kp3d.model.losses import projection_loss
 from kp3d.model.structure3d import Lifter, ResMLP, ShapeModel
+from kp3d.model.view import odd_layout, odd_layout_direction, symmetric_frame
+from kp3d.model.view import planar_depth as view_planar_depth
+from kp3d.train.view_head import ViewHeadSettings, fit_view_net, raw_views
 from kp3d.train.visualize import to_pixels
 
 DATA = "synthetic:face"
@@ -969,120 +972,37 @@ def cmd_copy_side(a):
               f"{np.mean(np.sign(labelled[turned]) == test['eye'][turned]):.0%}", flush=True)
 
 
-def odd_layout(points, mirror_points):
-    """(N, 2P): the odd part of the layout, the model's points (N, P, 2) on each image minus its
-    points on the mirror image, each as the lifter sees them (`lifter_view`: without the head's
-    place and size). What turns the other way in the mirror, the yaw above all, changes sign."""
-    return lifter_view(points)[0] - lifter_view(mirror_points)[0]
-
-
-def odd_layout_direction(points, mirror_points):
-    """(2P,): the top principal direction of `odd_layout` over the faces given; no labels. Not
-    centred, so that swapping image and mirror gives exactly the negative coordinate."""
-    return np.linalg.svd(odd_layout(points, mirror_points), full_matrices=False)[2][0]
-
-
-def odd_layout_coordinate(points, mirror_points, direction):
-    """(N,): each face's odd part of the layout along `direction` (`odd_layout_direction`)."""
-    return odd_layout(points, mirror_points) @ direction
-
-
-def head_crops(images, points, size, spread=2.0, jitter=0.0, generator=None):
-    """(N, C, size, size): each image resampled on a square centred on its points' mean ([-1, 1]
-    frame) with a half side of `spread` times their RMS radius, the centre moved by up to
-    `jitter` (same units) at random. The crop of the mirror image at the mirrored points is the
-    mirror image of the crop."""
-    p = torch.as_tensor(points, dtype=images.dtype)
-    centre = p.mean(1)
-    half = spread * ((p - centre[:, None]) ** 2).sum(-1).mean(1).sqrt()
-    if jitter:
-        centre = centre + jitter * (2 * torch.rand(centre.shape, generator=generator, dtype=images.dtype) - 1)
-    theta = torch.zeros(len(p), 2, 3, dtype=images.dtype)
-    theta[:, 0, 0] = theta[:, 1, 1] = half
-    theta[:, :, 2] = centre
-    grid = torch.nn.functional.affine_grid(theta, (len(p), images.shape[1], size, size), align_corners=False)
-    return torch.nn.functional.grid_sample(images, grid, align_corners=False, padding_mode="border")
-
-
-class OddViewNet(torch.nn.Module):
-    """g(x) = h(x) - h(mirror of x): a number per image that is, by construction, its negative on
-    the mirror image, as the yaw is. h: four stride-2 convolutions and a linear read of the last
-    map, which keeps the layout (where the face sits in the crop)."""
-
-    def __init__(self, size, widths=(32, 64, 96, 128)):
-        super().__init__()
-        layers, c = [], 3
-        for w in widths:
-            layers += [torch.nn.Conv2d(c, w, 3, 2, 1), torch.nn.GroupNorm(8, w), torch.nn.ReLU()]
-            c = w
-        side = size
-        for _ in widths:
-            side = (side + 1) // 2
-        self.h = torch.nn.Sequential(*layers, torch.nn.Flatten(), torch.nn.Linear(c * side * side, 1))
-
-    def forward(self, x):
-        return (self.h(x) - self.h(x.flip(-1))).squeeze(1)
-
-
-def chromaticity(images):
-    """Each pixel's colour divided by its brightness (images in [-1, 1], as the datasets give them):
-    the shading of a white light divides out, the colours of skin, eyes, lips and hair stay. A
-    network that sees only this does not see the shading (highlights and clipped pixels remain)."""
-    x = (images + 1).clamp(min=0) / 2 + 0.02  # [0, 1], with a floor: black has no colour
-    return 3 * x / x.sum(1, keepdim=True) - 1
+def odd_layout_coordinate(points, mirror_points, direction=None):
+    """(N,) numpy: each face's odd part of the layout (kp3d.model.view.odd_layout; points and
+    mirror_points (N, P, 2) numpy) along `direction` (default: its top principal direction over
+    these faces, kp3d.model.view.odd_layout_direction), and that direction."""
+    p, m = torch.as_tensor(points), torch.as_tensor(mirror_points)
+    if direction is None:
+        direction = odd_layout_direction(p, m)
+    return (odd_layout(p, m) @ direction).numpy(), direction
 
 
 def crop_frame(faces, centre):
     """(N, P', 2) points whose mean and RMS radius place each face's head crop: its points, or
-    ("symmetric") its points with its mirror image's points put back, whose mean moves with
-    nothing that turns the other way in the mirror: the lighting shifts the points, and a crop
-    that followed them would show the student the teacher's error."""
+    ("symmetric", as the model's view head) its points with its mirror image's points put back
+    (kp3d.model.view.symmetric_frame)."""
     if centre == "symmetric":
-        return np.concatenate([faces["points"], faces["mirror_points"] * [-1.0, 1.0]], 1)
+        return symmetric_frame(faces["points"], faces["mirror_points"])
     return faces["points"]
 
 
-def view_net_input(crops, colour):
-    return chromaticity(crops) if colour == "chromaticity" else crops
-
-
-def train_view_net(images, points, target, a):
-    """An `OddViewNet` trained to give `target` (N,) from the head crops of images (N, C, S, S)
-    at the points (N, P, 2) (AdamW, weight decay 0.05; crops moved by up to 4 % of the image and
-    colours jittered, which the target's errors do not follow; a.turn: turned in-plane by up to
-    that many degrees). a.loss "mse": the target's value; "logistic": its sign alone. a.colour
-    "chromaticity": the net sees `chromaticity` crops."""
-    torch.manual_seed(a.seed)
-    gen = torch.Generator().manual_seed(a.seed)
-    net = OddViewNet(a.crop)
-    opt = torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=0.05)
-    target = torch.as_tensor(target, dtype=torch.float32)
-    for _ in range(a.steps):
-        i = torch.randint(len(images), (64,), generator=gen)
-        x = head_crops(images[i].float(), points[i], a.crop, jitter=0.125, generator=gen)
-        x = x * (0.9 + 0.2 * torch.rand(len(i), 3, 1, 1, generator=gen)) + 0.1 * (torch.rand(len(i), 3, 1, 1, generator=gen) - 0.5)
-        if a.turn:  # in-plane turns, which the target's errors do not follow (the odd layout holds some roll)
-            angle = torch.deg2rad(a.turn * (2 * torch.rand(len(i), generator=gen) - 1))
-            rot = torch.zeros(len(i), 2, 3)
-            rot[:, 0, 0] = rot[:, 1, 1] = torch.cos(angle)
-            rot[:, 0, 1], rot[:, 1, 0] = -torch.sin(angle), torch.sin(angle)
-            grid = torch.nn.functional.affine_grid(rot, x.shape, align_corners=False)
-            x = torch.nn.functional.grid_sample(x, grid, align_corners=False, padding_mode="border")
-        out = net(view_net_input(x, a.colour))
-        if a.loss == "logistic":
-            loss = torch.nn.functional.softplus(-out * torch.sign(target[i])).mean()
-        else:
-            loss = torch.nn.functional.mse_loss(out, target[i])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return net.eval()
+def train_view_net(images, frame, target, a):
+    """A `ViewHead` trained to give `target` (N,) from the head crops of images (N, C, S, S)
+    placed on frame points (N, P, 2) (kp3d.train.view_head.fit_view_net, at the options of `a`:
+    a.loss "mse" the target's value, "logistic" its sign alone; a.colour; a.turn degrees)."""
+    settings = ViewHeadSettings(steps=a.steps, turn=a.turn, crop=a.crop, loss=a.loss,
+                                colour=a.colour, seed=a.seed)
+    return fit_view_net(images, frame, target, settings)
 
 
 def planar_depth(points, view):
-    """(N, P): depth of each point (N, P, 2) as a plane through the points' mean turned by the
-    view: tanh(view) times the point's x from the mean (the regression scales it)."""
-    return np.tanh(view)[:, None] * (points[..., 0] - points[..., 0].mean(1, keepdims=True))
+    """(N, P) numpy: kp3d.model.view.planar_depth of numpy points (N, P, 2) and views (N,)."""
+    return view_planar_depth(torch.as_tensor(points), torch.as_tensor(view)).numpy()
 
 
 def faces_with_mirror_points(model, split, count, pooled):
@@ -1095,8 +1015,8 @@ def faces_with_mirror_points(model, split, count, pooled):
         items = [ds[i] for i in range(start, min(count, start + 64))]
         images = torch.stack([it["image"] for it in items])
         with torch.no_grad():
-            out["points"].append(model.predict(images)["keypoints_2d"].double().numpy())
-            out["mirror_points"].append(model.predict(images.flip(-1))["keypoints_2d"].double().numpy())
+            out["points"].append(model.predict_points(images).double().numpy())
+            out["mirror_points"].append(model.predict_points(images.flip(-1)).double().numpy())
         out["images"].append(torch.nn.functional.adaptive_avg_pool2d(images, pooled).half())
         out["landmarks_2d"].append(np.stack([np.asarray(it["landmarks_2d"], np.float64) for it in items]))
         out["landmarks_3d"].append(np.stack([np.asarray(it["landmarks_3d"], np.float64) for it in items]))
@@ -1114,18 +1034,15 @@ def light_side_and_roll(split, count, size):
 
 
 def view_of(net, faces, a):
-    """(N,): a trained `OddViewNet`'s view of each face ({"images", "points"}), in batches."""
-    with torch.no_grad():
-        frame = torch.as_tensor(crop_frame(faces, a.centre))
-        return torch.cat([net(view_net_input(head_crops(faces["images"][i:i + 256].float(), frame[i:i + 256], a.crop), a.colour))
-                          for i in range(0, len(frame), 256)]).double().numpy()
+    """(N,) numpy: a trained `ViewHead`'s g of each face ({"images", "points", "mirror_points"})."""
+    return raw_views(net, faces["images"], torch.as_tensor(crop_frame(faces, a.centre))).numpy()
 
 
 def cmd_view_head(a):
     """Could an image network learn the yaw the 3D figure needs, taught by the points alone? The
     teacher is the odd part of the model's layout (`odd_layout_direction`: its points on each
     training image minus its points on the mirror image, top principal direction; no labels). The
-    student is an `OddViewNet` on head crops, trained to give the teacher's coordinate. Printed,
+    student is a `ViewHead` (kp3d.model.view) on head crops, trained to give the teacher's coordinate. Printed,
     on the test faces: how closely each follows the true yaw, and how often it tells which way a
     face is turned, by how far it is turned; then r3 with `planar_depth` at the view (the
     regression fit on the regress faces), beside the true yaw with Gaussian noise of a few sizes,
@@ -1149,8 +1066,8 @@ def cmd_view_head(a):
     if a.teacher == "yaw":  # labels: what this student could reach with a perfect teacher
         teacher = {s: f["yaw"].astype(np.float64) for s, f in faces.items()}
     else:
-        direction = odd_layout_direction(faces["train"]["points"], faces["train"]["mirror_points"])
-        teacher = {s: odd_layout_coordinate(f["points"], f["mirror_points"], direction) for s, f in faces.items()}
+        direction = odd_layout_coordinate(faces["train"]["points"], faces["train"]["mirror_points"])[1]
+        teacher = {s: odd_layout_coordinate(f["points"], f["mirror_points"], direction)[0] for s, f in faces.items()}
     target = teacher["train"]
     for round_ in range(a.rounds):  # after the first, the student's views of the training faces teach the next
         # the faces the target calls most turned: where the points' odd part is small, lighting

@@ -543,78 +543,21 @@ def turned_layouts(yaw_deg, seed=0):
     return np.stack([np.cos(t) * X[:, 0] + np.sin(t) * X[:, 2], np.broadcast_to(X[:, 1], (len(t), 6))], -1)
 
 
-def test_the_odd_layout_follows_the_yaw_and_is_negated_when_image_and_mirror_swap():
+def test_the_odd_layout_coordinate_and_the_crop_frames():
+    """The package's view functions are tested in tests/kp3d/test_view_head.py; here the
+    diagnostic's numpy wrappers and its crop frame option."""
     dd = load_script()
     yaw = np.random.default_rng(1).uniform(-60, 60, 200)
-    # the mirror image of a symmetric head turned by yaw is the head turned by -yaw
     points, mirror = turned_layouts(yaw), turned_layouts(-yaw)
-    direction = dd.odd_layout_direction(points, mirror)
-    coordinate = dd.odd_layout_coordinate(points, mirror, direction)
+    coordinate, direction = dd.odd_layout_coordinate(points, mirror)
     assert abs(np.corrcoef(coordinate, yaw)[0, 1]) > 0.98
-    assert np.allclose(dd.odd_layout_coordinate(mirror, points, direction), -coordinate, atol=1e-12)
-    # layouts that do not change in the mirror have no odd part
-    assert np.allclose(dd.odd_layout_coordinate(points, points, direction), 0.0)
-
-
-def test_the_view_net_gives_the_negative_on_the_mirror_image():
-    dd = load_script()
-    torch.manual_seed(0)
-    net = dd.OddViewNet(20).double()
-    x = torch.rand(3, 3, 20, 20, dtype=torch.float64)
-    g = net(x)
-    assert g.shape == (3,) and g.abs().min() > 0
-    assert torch.allclose(net(x.flip(-1)), -g, atol=1e-12)
-
-
-def test_head_crops_centre_the_points_and_commute_with_the_mirror():
-    dd = load_script()
-    images = torch.zeros(2, 3, 33, 33, dtype=torch.float64)
-    images[:, :, 10, 22] = 1.0  # one bright pixel: x = 22 / 32 * 2 - 1 = 0.375, y = -0.375
-    points = torch.tensor([[[0.375 - 0.2, -0.375], [0.375 + 0.2, -0.375]]] * 2, dtype=torch.float64)
-    crops = dd.head_crops(images, points, 9)  # half side 2 x 0.2: 0.4 across 9 pixels
-    assert crops.shape == (2, 3, 9, 9)
-    assert crops[0, 0].argmax().item() == 4 * 9 + 4  # the points' mean is the crop's centre
-    torch.manual_seed(0)
-    images = torch.rand(2, 3, 33, 33, dtype=torch.float64)
-    points = torch.rand(2, 5, 2, dtype=torch.float64) - 0.5
-    mirrored = points * torch.tensor([-1.0, 1.0], dtype=torch.float64)
-    assert torch.allclose(dd.head_crops(images.flip(-1), mirrored, 11), dd.head_crops(images, points, 11).flip(-1), atol=1e-12)
-
-
-def test_chromaticity_drops_the_brightness_and_keeps_the_colour():
-    dd = load_script()
-    torch.manual_seed(0)
-    colour = torch.rand(2, 3, 5, 7, dtype=torch.float64) * 0.6 + 0.3  # [0, 1] pixels away from black and white
-    chroma = dd.chromaticity(2 * colour - 1)
-    assert torch.allclose(chroma.sum(1), torch.zeros(2, 5, 7, dtype=torch.float64), atol=1e-12)
-    assert torch.allclose(dd.chromaticity(torch.full((1, 3, 2, 2), 0.3, dtype=torch.float64)), torch.zeros(1, 3, 2, 2, dtype=torch.float64))
-    # the same colours half as bright (shading) move the chromaticity far less than the pixels
-    darker = dd.chromaticity(2 * (0.5 * colour) - 1)
-    assert (darker - chroma).abs().max() < 0.1 * ((0.5 * colour) - colour).abs().max()
-    assert (dd.chromaticity(2 * colour.flip(1) - 1) - chroma).abs().max() > 0.1  # other colours differ
-
-
-def test_the_symmetric_crop_frame_does_not_follow_an_odd_shift_of_the_points():
-    dd = load_script()
-    rng = np.random.default_rng(0)
-    head = rng.normal(size=(3, 6, 2)) * 0.2
-    mirror_of_head = head * [-1.0, 1.0]  # a mirror-symmetric scene: the mirror image's points
-    shift = np.array([0.1, 0.0])  # the lighting moves the points one way, in the mirror image the other
-    faces = {"points": head + shift, "mirror_points": mirror_of_head + shift}
-    frame = dd.crop_frame(faces, "symmetric")
-    assert np.allclose(frame.mean(1), head.mean(1))
-    assert np.allclose(dd.crop_frame(faces, "points").mean(1), head.mean(1) + shift)
-    # image and mirror swapped: the mirrored frame
-    swapped = dd.crop_frame({"points": faces["mirror_points"], "mirror_points": faces["points"]}, "symmetric")
-    assert np.allclose(swapped.mean(1), frame.mean(1) * [-1.0, 1.0])
-
-
-def test_planar_depth_turns_the_points_about_their_mean():
-    dd = load_script()
-    points = np.array([[[-0.5, 0.1], [0.1, 0.0], [0.4, -0.2]]] * 2)
-    depth = dd.planar_depth(points, np.array([0.0, 1.0]))
-    assert np.allclose(depth[0], 0.0)
-    assert np.allclose(depth[1], np.tanh(1.0) * np.array([-0.5, 0.1, 0.4]))
+    assert np.allclose(dd.odd_layout_coordinate(mirror, points, direction)[0], -coordinate, atol=1e-12)
+    shift = np.array([0.1, 0.0])
+    faces = {"points": points + shift, "mirror_points": mirror + shift}
+    assert np.allclose(dd.crop_frame(faces, "points"), points + shift)
+    unshifted = dd.crop_frame({"points": points, "mirror_points": mirror}, "symmetric")
+    assert np.allclose(dd.crop_frame(faces, "symmetric").mean(1), unshifted.mean(1), atol=1e-12)
+    assert np.allclose(dd.planar_depth(points, np.zeros(200)), 0.0)
 
 
 def test_view_head_reports_the_teacher_the_student_and_the_noisy_yaw_bar(tmp_path):
