@@ -331,17 +331,21 @@ def cmd_infer(a):
                "keypoints_2d": px.tolist(), "keypoints_2d_normalized": kp.tolist(),
                "frame": "pixels of the input image, (0, 0) the centre of the top-left pixel, "
                         "x right, y down; normalized: [-1, 1] (SPEC section 2)"}
+        in_pixels = lambda p: np.concatenate([(p[:, :2] + 1.0) * scale, p[:, 2:] * scale.mean()], 1)  # noqa: E731
         if "keypoints_3d" in pred:
             k3 = pred["keypoints_3d"][0].cpu().numpy().astype(np.float64)
-            s3 = pred["fitted_3d"][0].cpu().numpy().astype(np.float64)
-            in_pixels = lambda p: np.concatenate([(p[:, :2] + 1.0) * scale, p[:, 2:] * scale.mean()], 1)  # noqa: E731
+            depth = ("the depth of a plane through them turned by the view head's view ('view': "
+                     "its sign tells which way the face is turned)" if "view" in pred else
+                     "the depth of the 3D structure fitted to them")
             rec.update({"keypoints_3d": in_pixels(k3).tolist(), "keypoints_3d_normalized": k3.tolist(),
-                        "fitted_3d": in_pixels(s3).tolist(),
-                        "depth_note": "keypoints_3d: the 2D keypoints with the depth of the 3D "
-                                      "structure fitted to them; fitted_3d: that structure, "
-                                      "x and y its projection; z in the units of x (pixels); its "
-                                      "sign is a gauge (weak perspective cannot tell a shape "
-                                      "from its mirror)",
+                        "depth_note": f"keypoints_3d: the 2D keypoints with {depth}; fitted_3d: "
+                                      "the 3D structure fitted to them, x and y its projection; "
+                                      "z in the units of x (pixels); its sign is a gauge (weak "
+                                      "perspective cannot tell a shape from its mirror)"})
+            if "view" in pred:
+                rec["view"] = float(pred["view"][0])
+        if "fitted_3d" in pred:
+            rec.update({"fitted_3d": in_pixels(pred["fitted_3d"][0].cpu().numpy().astype(np.float64)).tolist(),
                         "rotation": pred["rotation"][0].cpu().tolist(),
                         "scale": float(pred["scale"][0]),
                         "alpha": pred["alpha"][0].cpu().tolist()})

@@ -10,7 +10,12 @@ held-out synthetic images (SPEC section 8) and writes, under --out:
     structure.png           the learned mean shape with its links, three views
     reconstructions_3d.png  per-image 3D keypoints beside the ground-truth landmarks
     learning_curves.png     the loss terms over training
+    model.pt                the trained model with its view head (`kp3d eval`, `kp3d infer` take it)
     train/                  the training run (checkpoints, metrics.csv, pictures)
+
+After the keypoints, the demo trains a view head (kp3d/train/view_head.py), without labels: an
+image network that learns which way and how far each face is turned from the odd part of the
+keypoints' layout; the 3D keypoints take their depth from its view (docs/method.md).
 
 Three settings: `cpu` (the default without a GPU: sized to finish within 15 minutes on two
 cores), `gpu` (the default with one: a longer run, larger batches) and `tiny` (the CI setting:
@@ -68,6 +73,14 @@ class DemoSettings:
     regress_images: int = 2000
     test_images: int = 1000
     image_every: int = 500
+    # The view head, trained after the keypoints (kp3d/train/view_head.py): on this many training
+    # images, `view_rounds` rounds of `view_steps` steps; view_rounds 0: none, the structure
+    # gives the depth. 6000 faces, two rounds of 1500 steps: 0.753 / 0.773 x the flat lift in 3D
+    # (seeds 0 / 1 of the view head's diagnostic on this setting's model; 0.956 x with the
+    # structure's depth; docs/training.md, "Taking the teacher's errors away from the student")
+    view_faces: int = 6000
+    view_steps: int = 1500
+    view_rounds: int = 2
     threads: int = 2
     data_workers: int = 0  # DataLoader processes rendering the synthetic images
 
@@ -90,11 +103,11 @@ SETTINGS = {
     # (about 4 ms each): without worker processes a batch of 64 would starve the GPU.
     "gpu": DemoSettings("gpu", steps=4000, keypoints=16, batch_size=64, lr=5e-4,
                         detector_widths=(32, 64, 128), decoder_widths=(32, 64, 128, 256),
-                        image_every=1000,
+                        image_every=1000, view_faces=16000, view_steps=4000,
                         data_workers=min(8, max(0, (os.cpu_count() or 1) - 1))),
     "tiny": DemoSettings("tiny", steps=4, keypoints=6, image_size=32, batch_size=4,
                          detector_widths=(8, 16), decoder_widths=(8, 16, 32), regress_images=24,
-                         test_images=16, image_every=1000),
+                         test_images=16, image_every=1000, view_faces=32, view_steps=3),
 }
 
 
@@ -110,7 +123,7 @@ def run_demo(out="runs/demo", device=None, steps=None, tiny=False, seed=0, progr
     """Train, evaluate, draw, report. Returns the metrics dict (also in OUT/metrics.json)."""
     from .model import ModelConfig
     from .train.config import TrainConfig
-    from .train.trainer import evaluate_model, train
+    from .train.trainer import evaluate_model, save_model_checkpoint, train
     from . import report
 
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
@@ -144,6 +157,13 @@ def run_demo(out="runs/demo", device=None, steps=None, tiny=False, seed=0, progr
     summary = train(cfg, model_cfg, log=log)
     t_train = time.time() - t_start
     model = summary["model"].eval()
+    checkpoint, view_info, t_view = summary.get("checkpoint"), None, 0.0
+    if s.view_rounds:
+        t0 = time.time()
+        view_info = train_demo_view_head(model, s, cfg, device, log, progress)
+        checkpoint = save_model_checkpoint(os.path.join(out, "model.pt"), model, summary["step"],
+                                           view_head=view_info)
+        t_view = time.time() - t0
 
     log(f"kp3d demo: evaluating on {s.test_images} held-out test images "
         f"(regression fit on {s.regress_images})")
@@ -157,9 +177,10 @@ def run_demo(out="runs/demo", device=None, steps=None, tiny=False, seed=0, progr
     t_pics = time.time() - t0
 
     metrics.update({
-        "step": int(summary["step"]), "checkpoint": summary.get("checkpoint"),
+        "step": int(summary["step"]), "checkpoint": checkpoint, "view_head": view_info,
         "setting": asdict(s), "device": str(device), "threads": torch.get_num_threads(),
-        "seed": seed, "time_train_s": t_train, "time_eval_s": t_eval, "time_pictures_s": t_pics,
+        "seed": seed, "time_train_s": t_train, "time_view_head_s": t_view,
+        "time_eval_s": t_eval, "time_pictures_s": t_pics,
         "time_total_s": time.time() - t_start,
         "ratio_2d_to_mean_baseline": _ratio(metrics.get("nme_2d"), metrics.get("nme_2d_mean_baseline")),
         "ratio_3d_to_flat_baseline": _ratio(metrics.get("nme_3d"), metrics.get("nme_3d_flat_baseline")),
@@ -174,6 +195,22 @@ def run_demo(out="runs/demo", device=None, steps=None, tiny=False, seed=0, progr
     path = report.write_report(out, metrics, pictures, model.config.to_dict(), cfg.to_dict())
     log(f"kp3d demo: done in {metrics['time_total_s']:.0f} s; report {path}")
     return metrics
+
+
+def train_demo_view_head(model, s, cfg, device, log, progress):
+    """Train the view head on the first s.view_faces training images and attach it to the model.
+    Returns what `train_view_head` reports."""
+    from .data import build_dataset
+    from .train.view_head import ViewHeadSettings, train_view_head
+
+    log(f"kp3d demo: training the view head on {s.view_faces} training images and their mirror "
+        f"images ({s.view_rounds} round(s) of {s.view_steps} steps)")
+    ds = build_dataset(DATA, "train", s.image_size, seed=cfg.data_seed, length=s.view_faces)
+    settings = ViewHeadSettings(faces=s.view_faces, steps=s.view_steps, rounds=s.view_rounds,
+                                seed=cfg.seed)
+    head, info = train_view_head(model, ds, settings, device=device, log=log, progress=progress)
+    model.attach_view_head(head)
+    return info
 
 
 def _ratio(a, b):

@@ -209,10 +209,16 @@ def draw_pictures(model, spec, preds, out, *, device="cpu", train_dir=None, n_gr
 
 def structure_stats(preds):
     """How much the fitted 3D structure turns across the test faces, and how that follows the
-    head's yaw: a cheap check that depth carries information."""
+    head's yaw: a cheap check that depth carries information; with a view head, how its view
+    follows the yaw (view_corr_with_yaw, its sign dropped)."""
     t = preds["test"]
+    out = {}
+    if "view" in t and "yaw_deg" in t:
+        v, true = np.asarray(t["view"], np.float64), np.asarray(t["yaw_deg"], np.float64)
+        c = float(np.corrcoef(v, true)[0, 1]) if v.std() > 1e-12 and true.std() > 0 else 0.0
+        out["view_corr_with_yaw"] = abs(c)
     if "fitted_3d" not in t:
-        return {}
+        return out
     P = np.asarray(t["fitted_3d"], np.float64)
     P = P - P.mean(1, keepdims=True)
     # the yaw of each prediction relative to the mean prediction (Procrustes about all axes)
@@ -226,7 +232,7 @@ def structure_stats(preds):
     yaws = np.array(yaws)
     true = np.asarray(t["yaw_deg"], np.float64)
     c = float(np.corrcoef(yaws, true)[0, 1]) if yaws.std() > 1e-9 else 0.0
-    return {"predicted_yaw_spread_deg": float(yaws.std()),
+    return {**out, "predicted_yaw_spread_deg": float(yaws.std()),
             "predicted_yaw_corr_with_true": abs(c)}
 
 
@@ -296,8 +302,22 @@ def write_report(out, m, pictures, model_config, train_config):
                  f"average-pooled to {size // scale} x {size // scale}, the copies' search on the "
                  f"full image")
     L.append(f"- {links}; {proj}; {seen}")
+    view = m.get("view_head")
+    if view:
+        v = view["settings"]
+        L.append(f"- then the view head, without labels: on {v['faces']} training images and "
+                 f"their mirror images, an image network (odd under mirroring, on head crops in "
+                 f"chromaticity) learns the sign of the odd part of the keypoints' layout on the "
+                 f"{v['keep']:.0%} of the faces it calls most turned, crops turned in-plane by up "
+                 f"to {v['turn']:g} deg; {v['rounds']} round(s) of {v['steps']} steps, from the "
+                 f"second the last head's views teach; its views agree in sign with the odd "
+                 f"layout's on {view['agreement_with_odd_layout']:.0%} of those faces. The 3D "
+                 f"keypoints take their depth from its view (a plane through the points turned "
+                 f"by it), not from the structure (docs/method.md)")
     L.append(f"- device `{m['device']}`, {m['threads']} CPU threads, seed {m['seed']}")
-    L.append(f"- time: training {m['time_train_s']:.0f} s, evaluation {m['time_eval_s']:.0f} s, "
+    L.append(f"- time: training {m['time_train_s']:.0f} s, "
+             + (f"view head {m['time_view_head_s']:.0f} s, " if view else "")
+             + f"evaluation {m['time_eval_s']:.0f} s, "
              f"pictures {m['time_pictures_s']:.0f} s, total {m['time_total_s']:.0f} s\n")
     L.append("## Results on held-out test images\n")
     L.append(f"{m['num_test']} test images; the linear regressor from keypoints to the "
@@ -335,11 +355,16 @@ def write_report(out, m, pictures, model_config, train_config):
                 L.append(f"| {key} | " + " | ".join(_pct(v) for v in b[key]) + " |")
         L.append("")
     if "predicted_yaw_spread_deg" in m:
-        L.append(f"3D structure check: the 3D structure fitted to the points turns by "
+        L.append(("3D structure check (the structure, not the view head that gives the 3D keypoints "
+                  "their depth): " if view else "3D structure check: ") +
+                 f"the 3D structure fitted to the points turns by "
                  f"{m['predicted_yaw_spread_deg']:.1f}"
                  f" deg (standard deviation) across the test images; the correlation of that "
                  f"turn with the true head yaw is {m['predicted_yaw_corr_with_true']:.2f} "
                  "(0 = the depth carries no pose information).\n")
+    if view and "view_corr_with_yaw" in m:
+        L.append(f"View head check: the correlation of its view with the true head yaw is "
+                 f"{m['view_corr_with_yaw']:.2f} on the test images (its sign is a gauge).\n")
     L.append("## Pictures\n")
     captions = {
         "keypoints": "Discovered keypoints (coloured, same colour = same keypoint) and their "
@@ -351,8 +376,10 @@ def write_report(out, m, pictures, model_config, train_config):
                           "edge map drawn from the keypoints, decoder output.",
         "structure": "The learned 3D mean shape with its strongest links: front, side, top.",
         "reconstructions_3d": "Per-image 3D: the image with its keypoints; the 3D keypoints "
-                              "(each point at the depth of the structure fitted to them) from "
-                              "above; the 3D landmarks regressed from them (red) "
+                              + ("(each point at the depth of the plane turned by the view "
+                                 "head's view) " if view else
+                                 "(each point at the depth of the structure fitted to them) ")
+                              + "from above; the 3D landmarks regressed from them (red) "
                               "over the ground truth (grey), front and top; the same for the flat "
                               "z = 0 lift (blue).",
         "learning_curves": "Loss terms over training.",
@@ -364,7 +391,12 @@ def write_report(out, m, pictures, model_config, train_config):
     L.append("## Files\n")
     L.append("- `metrics.json`: every figure above (fractions, not percent), the setting and "
              "the timings")
-    L.append("- `train/`: the checkpoint (`kp3d eval`, `kp3d infer`, `kp3d export` take it), "
+    if view:
+        L.append("- `model.pt`: the model with its view head (`kp3d eval`, `kp3d infer`, "
+                 "`kp3d export` take it)")
+    L.append("- `train/`: the training checkpoint (it resumes training; without the view head), "
+             "`metrics.csv` and the training pictures\n" if view else
+             "- `train/`: the checkpoint (`kp3d eval`, `kp3d infer`, `kp3d export` take it), "
              "`metrics.csv` and the training pictures\n")
     L.append("Reproduce: `kp3d demo --out DIR" + (" --tiny" if s["name"] == "tiny" else "") +
              f" --steps {m['step']} --seed {m['seed']}`\n")

@@ -4,6 +4,7 @@ import json
 import os
 
 from kp3d.cli import main
+from kp3d.train.trainer import load_model
 
 
 def test_demo_tiny_end_to_end(tmp_path):
@@ -22,6 +23,12 @@ def test_demo_tiny_end_to_end(tmp_path):
     for name in ("keypoints.png", "structure.png", "learning_curves.png"):
         assert f"]({name})" in report
     assert any(f.endswith(".pt") for f in os.listdir(out / "train"))
+    # the view head, trained after the keypoints, gives the 3D keypoints their depth
+    assert m["view_head"]["settings"]["rounds"] == m["setting"]["view_rounds"] == 2
+    assert 0.0 <= m["view_corr_with_yaw"] <= 1.0 and m["time_view_head_s"] > 0
+    assert "then the view head, without labels" in report and "View head check" in report
+    model, state = load_model(out / "model.pt")
+    assert model.view_head is not None and state["view_head"] == m["view_head"]
 
 
 def test_demo_bad_input(tmp_path, capsys):
