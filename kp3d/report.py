@@ -311,7 +311,7 @@ def write_report(out, m, pictures, model_config, train_config):
                  f"{v['keep']:.0%} of the faces it calls most turned, crops turned in-plane by up "
                  f"to {v['turn']:g} deg; {v['rounds']} round(s) of {v['steps']} steps, from the "
                  f"second the last head's views teach; its views agree in sign with the odd "
-                 f"layout's on {view['agreement_with_odd_layout']:.0%} of those faces. The 3D "
+                 f"layout's on {view['agreement_with_odd_layout']:.0%} of the training faces. The 3D "
                  f"keypoints take their depth from its view (a plane through the points turned "
                  f"by it), not from the structure (docs/method.md)")
     L.append(f"- device `{m['device']}`, {m['threads']} CPU threads, seed {m['seed']}")

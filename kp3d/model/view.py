@@ -16,6 +16,7 @@ the view, the first-order depth of a head turned by that much (the regression of
 evaluation scales it).
 """
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -56,8 +57,6 @@ def symmetric_frame(points, mirror_points):
     flip[..., 0] = -flip[..., 0]
     if torch.is_tensor(points):
         return torch.cat([points, flip], 1)
-    import numpy as np
-
     return np.concatenate([points, flip], 1)
 
 

@@ -70,9 +70,10 @@ def faces_with_mirror_points(model, dataset, count, *, device="cpu", batch_size=
     return {k: torch.cat(v) for k, v in out.items()}
 
 
-def fit_view_net(images, frame, target, settings, device="cpu"):
+def fit_view_net(images, frame, target, settings, device="cpu", progress=None):
     """A `ViewHead` trained to give `target` (N,) (its sign, with the logistic loss) from head
-    crops of images (N, 3, S, S) placed on frame points (N, P, 2)."""
+    crops of images (N, 3, S, S) placed on frame points (N, P, 2). progress: a tqdm
+    description, to show a bar over the steps."""
     s = settings
     torch.manual_seed(s.seed)
     gen = torch.Generator().manual_seed(s.seed)
@@ -80,7 +81,12 @@ def fit_view_net(images, frame, target, settings, device="cpu"):
     opt = torch.optim.AdamW(net.parameters(), s.lr, weight_decay=s.weight_decay)
     target = torch.as_tensor(target, dtype=torch.float32)
     frame = torch.as_tensor(frame)
-    for _ in range(s.steps):
+    steps = range(s.steps)
+    if progress:
+        from tqdm import tqdm
+
+        steps = tqdm(steps, desc=progress, unit="step", leave=False)
+    for _ in steps:
         i = torch.randint(len(images), (s.batch,), generator=gen)
         x = head_crops(images[i].float().to(device), frame[i], s.crop, jitter=s.jitter, generator=gen)
         # recoloured: gain and offset per channel
@@ -144,7 +150,7 @@ def train_view_head(model, dataset, settings=None, *, device="cpu", log=print, p
         log(f"view head: round {round_ + 1} of {s.rounds}, {s.steps} steps on the {len(kept)} "
             f"faces the {'odd layout' if round_ == 0 else 'last head'} calls most turned")
         net = fit_view_net(faces["images"][kept], frame[kept], target[kept] / target[kept].std(),
-                           s, device)
+                           s, device, progress=progress and f"view head, round {round_ + 1}")
         target = raw_views(net, faces["images"], frame, device)
     net.scale.fill_(float(target.std()))
     agree = float(torch.mean((torch.sign(target) == torch.sign(teacher)).double()))

@@ -169,3 +169,13 @@ def test_infer_writes_the_view_and_says_where_the_depth_comes_from(model_with_vi
     rec = json.loads((tmp_path / "out" / "face.json").read_text())
     assert isinstance(rec["view"], float) and "view head" in rec["depth_note"]
     assert len(rec["keypoints_3d"]) == len(rec["fitted_3d"]) == model.num_points
+
+
+def test_train_view_head_shows_progress_bars(capsys):
+    model = KeypointModel(ModelConfig(num_keypoints=3, **TINY)).eval()
+    ds = build_dataset("synthetic:face", "train", 32, length=6)
+    head, _ = train_view_head(model, ds, ViewHeadSettings(faces=6, steps=2, rounds=1, crop=8, batch=2),
+                              log=lambda m: None, progress=True)
+    err = capsys.readouterr().err
+    assert "view head: points on the images" in err and "view head, round 1" in err
+    assert head.crop == 8
