@@ -8,7 +8,7 @@
 """
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -337,8 +337,6 @@ class KeypointModel(nn.Module):
     def attach_view_head(self, head: ViewHead):
         """Add a trained view head (kp3d/train/view_head.py); the config records its crop, so
         that a checkpoint of the model rebuilds it."""
-        from dataclasses import replace
-
         if head.colour != "chromaticity":  # the config rebuilds the head with its default colour
             raise ValueError(f"the model's view head sees chromaticity, got a head on {head.colour!r}")
         self.config = replace(self.config, view_crop=head.crop)

@@ -14,7 +14,6 @@ in 3D (docs/training.md, "Taking the teacher's errors away from the student").
 
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -93,7 +92,9 @@ def fit_view_net(images, frame, target, settings, device="cpu", progress=None):
         gain = 0.9 + 0.2 * torch.rand(len(i), 3, 1, 1, generator=gen)
         offset = 0.1 * (torch.rand(len(i), 3, 1, 1, generator=gen) - 0.5)
         x = x * gain.to(device) + offset.to(device)
-        if s.turn:  # in-plane turns: the odd layout holds some of the roll, the yaw none
+        # in-plane turns: the odd layout holds some of the roll, the yaw none. align_corners=False
+        # as for the crops (equivariance.warp_similarity's True resamples differently)
+        if s.turn:
             angle = torch.deg2rad(s.turn * (2 * torch.rand(len(i), generator=gen) - 1))
             rot = torch.zeros(len(i), 2, 3)
             rot[:, 0, 0] = rot[:, 1, 1] = torch.cos(angle)
