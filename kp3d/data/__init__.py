@@ -15,17 +15,18 @@ from .base import SPLITS, DatasetError, DatasetInfo
 
 __all__ = ["build_dataset", "DatasetInfo", "DatasetError", "SPLITS", "SYNTHETIC_CATEGORIES", "DATASET_KINDS"]
 
-SYNTHETIC_CATEGORIES = ("face", "car")
+SYNTHETIC_CATEGORIES = ("face", "face-wide", "car")
 DATASET_KINDS = ("synthetic", "folder", "celeba-wild", "300w-lp", "aflw2000-3d")
 
 
 def build_dataset(spec: str, split: str = "train", image_size: int = 64, *, seed: int = 0, length: int | None = None):
     """Build a dataset from a spec string.
 
-    spec: ``synthetic:<category>`` (face, car), ``folder:<path>``, ``celeba-wild:<path>``,
+    spec: ``synthetic:<category>`` (face, face-wide, car), ``folder:<path>``, ``celeba-wild:<path>``,
     ``300w-lp:<path>`` or ``aflw2000-3d:<path>``. split: ``train`` (unsupervised training images),
-    ``regress`` (annotated images to fit the evaluation regressor) or ``test``.
-    ``length`` sets the number of images of a synthetic split (defaults 10000 / 1000 / 1000) and
+    ``val`` (annotated images to choose settings on), ``regress`` (annotated images to fit the
+    evaluation regressor) or ``test`` (for published figures only).
+    ``length`` sets the number of images of a synthetic split (defaults 10000 / 1000 / 1000 / 1000) and
     truncates a real dataset's split. Raises DatasetError (a ValueError) with a one-line message
     naming the spec on any bad input.
     """

@@ -9,7 +9,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-SPLITS = ("train", "regress", "test")
+SPLITS = ("train", "val", "regress", "test")
+VAL_EVERY = 10
+
+
+def in_val_slice(position: int) -> bool:
+    """Whether the annotated training image at this 0-based position of its list belongs to
+    ``val`` rather than ``regress``: every VAL_EVERY-th one (positions 9, 19, ...), so the two
+    splits are disjoint and deterministic."""
+    return position % VAL_EVERY == VAL_EVERY - 1
 
 
 class DatasetError(ValueError):

@@ -4,7 +4,8 @@ Expected files (each looked up in ROOT, then ROOT/Anno, ROOT/Img, ROOT/Eval, ROO
 ``img_celeba/`` (the raw, unaligned JPEGs), ``list_landmarks_celeba.txt`` (5 landmarks of the
 raw images), ``list_bbox_celeba.txt`` (face boxes x_1 y_1 width height), and the MAFL lists
 ``celebA_training.txt`` (unsupervised training), ``training.txt`` (regressor fit) and
-``testing.txt`` (test).
+``testing.txt`` (test). ``val`` is every tenth image of ``training.txt`` (the 10th, 20th, ...),
+``regress`` the others (base.in_val_slice), so the two are disjoint.
 
 Protocol: every image is resized to S x S (AutoLink: 128); an image is kept only when its face
 box covers at least 30 % of the image area (box w * h >= 0.3 * W * H, with the image size read
@@ -22,11 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import DatasetError, DatasetInfo, ImageFileDataset, check_image_size, check_split, pack_item, \
-    rescale_points, resize_image
+from .base import DatasetError, DatasetInfo, ImageFileDataset, check_image_size, check_split, in_val_slice, \
+    pack_item, rescale_points, resize_image
 
 LANDMARK_NAMES = ["left_eye", "right_eye", "nose", "mouth_left", "mouth_right"]
-SPLIT_FILES = {"train": "celebA_training.txt", "regress": "training.txt", "test": "testing.txt"}
+SPLIT_FILES = {"train": "celebA_training.txt", "regress": "training.txt", "val": "training.txt",
+               "test": "testing.txt"}
 MIN_BOX_FRACTION = 0.3
 
 
@@ -76,6 +78,8 @@ class CelebAWildDataset(ImageFileDataset):
         lms = _read_table(_find(root, "list_landmarks_celeba.txt", spec), 10, spec)
         boxes = _read_table(_find(root, "list_bbox_celeba.txt", spec), 4, spec)
         names = _read_list(_find(root, SPLIT_FILES[split], spec), spec)
+        if split in ("regress", "val"):
+            names = [n for j, n in enumerate(names) if in_val_slice(j) == (split == "val")]
         sizes = {}
         try:
             sizes = {k: v for k, v in _read_table(_find(root, "image_sizes.txt", spec), 2, spec).items()}

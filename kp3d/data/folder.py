@@ -9,8 +9,9 @@
                  "landmarks_3d": [[x, y, z], ...],(optional; z towards the viewer, same units)
                  "yaw_deg": 12.5}, ...]}          (optional)
 
-Splits: ``train`` = every image marked "train" (annotated or not), ``regress`` = the annotated
-"train" images, ``test`` = the annotated "test" images. Images of any size are resized to
+Splits: ``train`` = every image marked "train" (annotated or not); ``val`` = every tenth
+annotated "train" image, ``regress`` = the other annotated "train" images; ``test`` = the
+annotated "test" images. Images of any size are resized to
 S x S (landmarks follow; see base.rescale_points).
 """
 
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import DatasetError, DatasetInfo, ImageFileDataset, check_image_size, check_split, pack_item, \
+from .base import DatasetError, DatasetInfo, ImageFileDataset, check_image_size, check_split, in_val_slice, pack_item, \
     rescale_points, resize_image
 
 
@@ -61,7 +62,7 @@ class FolderDataset(ImageFileDataset):
             if not (isinstance(eyes, list) and len(eyes) == 2 and all(isinstance(e, int) and 0 <= e < L for e in eyes)):
                 raise DatasetError(f"dataset {spec!r}: 'eye_indices' must be two landmark indices in [0, {L})")
             eyes = tuple(eyes)
-        records, has3d = [], False
+        records, has3d, annotated_train = [], False, 0
         for i, e in enumerate(ann["images"]):
             if not isinstance(e, dict) or not isinstance(e.get("file"), str):
                 raise DatasetError(f"dataset {spec!r}: images[{i}] needs a 'file' string")
@@ -74,8 +75,11 @@ class FolderDataset(ImageFileDataset):
                 lm2 = lm3[:, :2]
             has3d |= lm3 is not None
             annotated = lm2 is not None and L > 0
-            keep = (split == "train" and sp == "train") or (split == "regress" and sp == "train" and annotated) or \
-                   (split == "test" and sp == "test" and annotated)
+            # val: every tenth annotated training image; regress: the other annotated ones
+            val = sp == "train" and annotated and in_val_slice(annotated_train)
+            annotated_train += sp == "train" and annotated
+            keep = (split == "train" and sp == "train") or (split == "test" and sp == "test" and annotated) or \
+                   (split in ("regress", "val") and sp == "train" and annotated and val == (split == "val"))
             if keep:
                 records.append({"file": e["file"], "lm2d": lm2, "lm3d": lm3, "yaw": float(e.get("yaw_deg", np.nan))})
         if not records:

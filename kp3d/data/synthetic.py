@@ -15,10 +15,10 @@ import numpy as np
 import torch
 
 from . import render
-from .base import DatasetError, DatasetInfo, check_image_size, check_split, image_tensor, pack_item
+from .base import DatasetError, DatasetInfo, check_image_size, check_split, pack_item
 
-SPLIT_CODES = {"train": 0, "regress": 1, "test": 2}
-DEFAULT_LENGTHS = {"train": 10000, "regress": 1000, "test": 1000}
+SPLIT_CODES = {"train": 0, "regress": 1, "test": 2, "val": 3}  # each split its own seed stream
+DEFAULT_LENGTHS = {"train": 10000, "val": 1000, "regress": 1000, "test": 1000}
 
 
 @dataclass
@@ -122,25 +122,23 @@ def render_scene(scene: Scene, size: int):
     return img, lm2d, lm3d, visible
 
 
-def _category_modules():
+def _categories():
+    """category name -> (module, keyword arguments of its sample_scene)."""
     from . import synthetic_car, synthetic_face
 
-    return {"face": synthetic_face, "car": synthetic_car}
+    return {"face": (synthetic_face, {"profile": "celeba"}),
+            "face-wide": (synthetic_face, {"profile": "wide"}), "car": (synthetic_car, {})}
 
 
 class SyntheticDataset(torch.utils.data.Dataset):
-    """On-the-fly procedural dataset; item ``i`` of a split is a pure function of (seed, split, i).
-
-    pair_view: each item also has ``pair_image``, the same scene (object, camera, light,
-    background, camera effects) with the object at another pose, drawn independently from the
-    same ranges: a second view, for the ``pair`` decoder input (a diagnostic; the method itself
-    learns from single images)."""
+    """On-the-fly procedural dataset; item ``i`` of a split is a pure function of (seed, split, i),
+    and each split draws from its own seed stream, so the splits share no scene."""
 
     def __init__(self, spec: str, category: str, split: str = "train", image_size: int = 64, *, seed: int = 0,
-                 length: int | None = None, pair_view: bool = False):
-        if category not in _category_modules():
+                 length: int | None = None):
+        if category not in _categories():
             raise DatasetError(f"dataset {spec!r}: unknown synthetic category {category!r} "
-                               f"(available: {', '.join(sorted(_category_modules()))})")
+                               f"(available: {', '.join(sorted(_categories()))})")
         check_split(spec, split)
         self.spec = spec
         self.category = category
@@ -152,14 +150,13 @@ class SyntheticDataset(torch.utils.data.Dataset):
         if int(length) < 1:
             raise DatasetError(f"dataset {spec!r}: length must be >= 1, got {length!r}")
         self.length = int(length)
-        self.pair_view = bool(pair_view)
         names = list(self.module.LANDMARK_NAMES)
         self.info = DatasetInfo(name=spec, landmark_names=names, num_landmarks=len(names), has_3d=True,
                                 eye_indices=self.module.EYE_INDICES, image_size=self.image_size)
 
     @property
     def module(self):  # looked up, not stored: the dataset must pickle (DataLoader workers, spawn)
-        return _category_modules()[self.category]
+        return _categories()[self.category][0]
 
     def __len__(self):
         return self.length
@@ -171,7 +168,8 @@ class SyntheticDataset(torch.utils.data.Dataset):
         """Return (image (S, S, 3) float in [0, 1], lm2d, lm3d, visible, yaw_deg) for item i;
         pose: (yaw, pitch, roll) in degrees in place of the item's own."""
         rng = self.rng(i)
-        scene = self.module.sample_scene(rng, self.image_size, pose=pose)
+        scene = self.module.sample_scene(rng, self.image_size, pose=pose,
+                                         **_categories()[self.category][1])
         img, lm2d, lm3d, vis = render_scene(scene, self.image_size)
         img = render.finish_image(rng, img, self.image_size)
         return img, lm2d, lm3d, vis, scene.yaw_deg
@@ -182,8 +180,4 @@ class SyntheticDataset(torch.utils.data.Dataset):
             raise IndexError(f"index {i} out of range for a dataset of {self.length} images")
         i %= self.length
         img, lm2d, lm3d, vis, yaw = self.render(i)
-        item = pack_item(img, i, self.info.num_landmarks, lm2d, lm3d, vis, yaw)
-        if self.pair_view:
-            pose_rng = np.random.default_rng([self.seed & 0xFFFFFFFF, SPLIT_CODES[self.split], i, 0x70616972])
-            item["pair_image"] = image_tensor(self.render(i, self.module.sample_pose(pose_rng))[0])
-        return item
+        return pack_item(img, i, self.info.num_landmarks, lm2d, lm3d, vis, yaw)

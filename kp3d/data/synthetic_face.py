@@ -3,7 +3,14 @@
 Shape modes (each independent, drawn per image): head width, upper and lower head height,
 jaw taper, face depth, eye size and spacing, eyebrow height and tilt, nose length (protrusion),
 nose width, mouth width and opening, ear size, hairline height and hair volume.
-Pose: yaw +-75 deg, pitch +-30 deg, roll +-20 deg (head about the neck; the body follows 30 %).
+Two pose-and-framing profiles (docs/data.md has their distributions):
+- ``celeba`` (``synthetic:face``, the default): AutoLink's CelebA-in-the-wild protocol keeps
+  photos whose face box covers at least 30 % of the frame, and CelebA is mostly near-frontal;
+  so the head fills the frame (0.43 image sides per world unit) and turns yaw +-30 deg,
+  pitch +-20 deg, roll +-15 deg.
+- ``wide`` (``synthetic:face-wide``, 300W-LP-like): the same framing, yaw +-75 deg,
+  pitch +-30 deg, roll +-20 deg, where the 3D structure needs a wide spread of views.
+The head turns about the neck; the body follows 30 %.
 """
 
 from __future__ import annotations
@@ -127,14 +134,19 @@ def _rot_x(a):
     return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
 
 
-def sample_pose(rng: np.random.Generator):
-    """(yaw, pitch, roll) of the head in degrees, drawn from the category's ranges."""
-    return rng.uniform(-75, 75), rng.uniform(-30, 30), rng.uniform(-20, 20)
+# profile: (yaw, pitch, roll) half-ranges in degrees, pixels per world unit / image side
+PROFILES = {"celeba": ((30.0, 20.0, 15.0), 0.43), "wide": ((75.0, 30.0, 20.0), 0.43)}
 
 
-def sample_scene(rng: np.random.Generator, size: int, pose=None) -> Scene:
-    """pose: (yaw, pitch, roll) in degrees in place of the drawn one (the same head, camera,
-    light and background as without it: the draw still happens, so later draws are unchanged)."""
+def sample_pose(rng: np.random.Generator, profile: str = "celeba"):
+    """(yaw, pitch, roll) of the head in degrees, uniform in the profile's ranges."""
+    return tuple(rng.uniform(-r, r) for r in PROFILES[profile][0])
+
+
+def sample_scene(rng: np.random.Generator, size: int, pose=None, profile: str = "celeba") -> Scene:
+    """A face scene of the given profile (PROFILES). pose: (yaw, pitch, roll) in degrees in
+    place of the drawn one (the same head, camera, light and background as without it: the
+    draw still happens, so later draws are unchanged)."""
     u = lambda lo, hi: rng.uniform(lo, hi)  # noqa: E731
     # ---------------------------------------------------------------- shape
     head = Head(w=0.80 * u(0.88, 1.12), h_up=1.0 * u(0.95, 1.06), h_low=1.02 * u(0.92, 1.1),
@@ -269,7 +281,7 @@ def sample_scene(rng: np.random.Generator, size: int, pose=None) -> Scene:
     parts_body.append(make_part(P_TORSO * [1.75, 0.75, 0.7] + [0, -2.1, -0.3], fb, cloth, 0.05))
 
     # ---------------------------------------------------------------- pose
-    drawn = sample_pose(rng)
+    drawn = sample_pose(rng, profile)
     yaw, pitch, roll = np.radians(drawn if pose is None else pose)
     pivot = np.array([0.0, -0.75, -0.2])
     Rh = render.rotation_matrix(yaw, pitch, roll)
@@ -285,7 +297,7 @@ def sample_scene(rng: np.random.Generator, size: int, pose=None) -> Scene:
     L = (L - pivot) @ Rh.T + pivot
 
     # ---------------------------------------------------------------- camera, light, background
-    scale = size * 0.33 * u(0.85, 1.12)
+    scale = size * PROFILES[profile][1] * u(0.85, 1.12)
     centre = (size / 2 - 0.5 + size * u(-0.07, 0.07), size / 2 - 0.5 - size * 0.04 + size * u(-0.07, 0.07))
     az, el = np.radians(u(-65, 65)), np.radians(u(-15, 55))
     light = np.array([np.sin(az) * np.cos(el), np.sin(el), np.cos(az) * np.cos(el)])

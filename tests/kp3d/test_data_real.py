@@ -193,7 +193,23 @@ def test_300w_lp(tmp_path):
     tr = build_dataset(f"300w-lp:{tmp_path}", "train", 10)
     rg = build_dataset(f"300w-lp:{tmp_path}", "regress", 10)
     te = build_dataset(f"300w-lp:{tmp_path}", "test", 10)
-    assert (len(tr), len(rg), len(te)) == (12, 11, 1)
+    va = build_dataset(f"300w-lp:{tmp_path}", "val", 10)
+    assert (len(tr), len(rg), len(va), len(te)) == (12, 10, 1, 1)
+    files = [{r["file"] for r in ds.records} for ds in (rg, va, te)]
+    assert not (files[0] & files[1] or files[0] & files[2] or files[1] & files[2])
     assert not tr.info.has_3d
     it = rg[0]
     assert torch.isfinite(it["landmarks_2d"]).all() and torch.isnan(it["landmarks_3d"]).all()
+
+
+def test_folder_val_is_every_tenth_annotated_training_image(tmp_path):
+    images = []
+    for i in range(12):
+        _img(tmp_path / f"images/{i}.png", 8, 8, i)
+        images.append({"file": f"images/{i}.png", "split": "train", "landmarks_2d": [[1, 1], [2, i % 8]]})
+    images.insert(3, {"file": "images/0.png", "split": "train"})  # unannotated: not counted
+    (tmp_path / "annotations.json").write_text(json.dumps({"landmark_names": ["p", "q"], "images": images}))
+    rg = build_dataset(f"folder:{tmp_path}", "regress", 8)
+    va = build_dataset(f"folder:{tmp_path}", "val", 8)
+    assert [r["file"] for r in va.records] == ["images/9.png"]
+    assert len(rg) == 11 and "images/9.png" not in {r["file"] for r in rg.records}
