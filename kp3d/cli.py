@@ -1,4 +1,4 @@
-"""The kp3d command line: train, eval, infer, export, demo (SPEC section 9).
+"""The kp3d command line: train, eval, infer, export, demo.
 
     kp3d train --data synthetic:face --keypoints 16 --steps 2000 --out runs/face
     kp3d eval --checkpoint runs/face --data synthetic:face --out runs/face/eval
@@ -59,7 +59,8 @@ def build_parser():
     t.add_argument("--out", required=True, help="run folder")
     t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     t.add_argument("--mode", choices=("3d", "autolink"), default="3d",
-                   help="3d: the full method; autolink: without the 3D branch (2D ablation)")
+                   help="3d: the full method; autolink: AutoLink itself, without the 3D branch and the "
+                        "repulsion loss (the paper's 2D ablation)")
     t.add_argument("--model-size", choices=tuple(MODEL_SIZES), default="small",
                    help="network widths preset (default small; autolink = the paper's)")
     t.add_argument("--detector-widths", type=_widths, help="override, e.g. 16,32,64")
@@ -73,29 +74,6 @@ def build_parser():
                    help="fraction of image patches the decoder sees (default 0.2, AutoLink)")
     t.add_argument("--mask-grid", type=int, default=16,
                    help="the mask's patches per side (default 16, AutoLink; must divide the image size)")
-    t.add_argument("--decoder-input", choices=("mask", "shuffle", "flip", "mirror-warp"), default="mask",
-                   help="what the decoder sees of the image: mask (AutoLink: --mask-keep of the "
-                        "patches), shuffle (every patch, in a random order), flip (--mask-keep "
-                        "of the patches of the mirror image) or mirror-warp (the mirror image "
-                        "warped onto the keypoints)")
-    t.add_argument("--part-maps", action="store_true",
-                   help="keypoints at the centres of parts that tile the image, each part pushed "
-                        "to one colour and place (not AutoLink; docs/training.md)")
-    t.add_argument("--part-compactness", type=float, default=None,
-                   help="with --part-maps: weight of a pixel's position beside its colour "
-                        "(default: ModelConfig's, 1)")
-    t.add_argument("--w-part-colour", type=float, default=None,
-                   help="with --part-maps: weight of the parts' colour-and-place loss "
-                        "(default: TrainConfig's, 1)")
-    t.add_argument("--refine-reach", type=float, default=0.0,
-                   help="> 0: each keypoint also gets a refined copy, the best match of a "
-                        "learned template near it, this the width of a Gaussian prior on the "
-                        "distance ([-1, 1] frame; the demo: 0.19); both are evaluated (not "
-                        "AutoLink; docs/method.md)")
-    t.add_argument("--work-scale", type=int, default=1,
-                   help="> 1: the detector, edge map and decoder work on the image average-pooled "
-                        "by this factor, and --refine-reach's copies are searched for in the full "
-                        "--image-size image (the demo: 128 pooled by 2)")
     t.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default 1e-4)")
     t.add_argument("--weight-decay", type=float, default=1e-3)
     t.add_argument("--edge-lr-mult", type=float, default=1.0,
@@ -110,12 +88,14 @@ def build_parser():
     t.add_argument("--lr-decay", choices=("none", "cosine"), default="none",
                    help="none (AutoLink: constant lr) or cosine (to 0 at the last step)")
     t.add_argument("--reconstruction", default="auto",
-                   choices=("auto", "vgg", "random", "pyramid", "ssim", "l1"),
-                   help="reconstruction loss (auto: VGG16 with --vgg-weights, else the fallback)")
+                   choices=("auto", "vgg", "lite0", "random", "pyramid", "ssim", "l1"),
+                   help="reconstruction loss (auto: VGG16 with --vgg-weights, else the pretrained "
+                        "EfficientNet-Lite0 features of the pip package)")
     t.add_argument("--vgg-weights", default="", help="local torchvision vgg16 state dict (.pth)")
     t.add_argument("--vgg-resize", type=int, default=0, help="resize before VGG (AutoLink 224; 0 = no)")
     t.add_argument("--w-projection", type=float, default=1.0)
-    t.add_argument("--w-repulsion", type=float, default=0.1)
+    t.add_argument("--w-repulsion", type=float, default=0.1,
+                   help="repulsion loss weight (default 0.1; --mode autolink has none)")
     t.add_argument("--w-canonicalization", type=float, default=1.0)
     t.add_argument("--projection-loss", choices=("huber", "l1", "l2"), default="huber")
     t.add_argument("--projection-warmup", type=int, default=0,
@@ -132,19 +112,24 @@ def build_parser():
     t.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--eval", action="store_true", help="evaluate at the end (writes OUT/metrics.json)")
+    t.add_argument("--eval-split", choices=("val", "test"), default="val",
+                   help="with --eval: val (default; choose settings on it) or test (published figures)")
     t.add_argument("--regress-images", type=int, default=0,
                    help="with --eval: images to fit the regressor (0 = all)")
-    t.add_argument("--test-images", type=int, default=0, help="with --eval: test images (0 = all)")
+    t.add_argument("--test-images", type=int, default=0, help="with --eval: images of the scored split (0 = all)")
 
     e = sub.add_parser("eval", help="evaluate a checkpoint",
-                       description="2D/3D NME with baselines (SPEC section 8); writes DIR/metrics.json.")
+                       description="2D/3D NME with baselines (docs/data.md); writes DIR/metrics.json.")
     e.add_argument("--checkpoint", required=True, help="checkpoint file or run folder (newest)")
     e.add_argument("--data", required=True)
     e.add_argument("--device", default="cpu")
     e.add_argument("--out", required=True)
+    e.add_argument("--split", choices=("val", "test"), default="test",
+                   help="the split scored: test (default) or val (to choose settings)")
     e.add_argument("--batch-size", type=int, default=64)
     e.add_argument("--regress-images", type=int, default=0, help="images to fit the regressor (0 = all)")
-    e.add_argument("--test-images", type=int, default=0, help="test images (0 = all)")
+    e.add_argument("--test-images", type=int, default=0,
+                   help="images of the scored split (0 = all)")
 
     i = sub.add_parser("infer", help="keypoints of new images",
                        description="Per image: 2D and 3D keypoints as JSON and an overlay PNG.")
@@ -200,11 +185,7 @@ def cmd_train(a):
                             decoder_widths=a.decoder_widths or dec, num_basis=a.basis,
                             edge_sigma=a.edge_sigma, edge_falloff=a.edge_falloff,
                             temperature=a.temperature, mask_keep=a.mask_keep,
-                            mask_grid=a.mask_grid, decoder_input=a.decoder_input,
-                            learn_edge_weights=not a.fixed_edge_weights, part_maps=a.part_maps,
-                            refine_reach=a.refine_reach, work_scale=a.work_scale,
-                            **({} if a.part_compactness is None
-                               else {"part_compactness": a.part_compactness}),
+                            mask_grid=a.mask_grid, learn_edge_weights=not a.fixed_edge_weights,
                             **({} if a.edge_weight_init is None
                                else {"edge_weight_init": a.edge_weight_init}))
     cfg = TrainConfig(data=a.data, out=a.out, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
@@ -216,7 +197,6 @@ def cmd_train(a):
                       reconstruction=a.reconstruction, vgg_weights=a.vgg_weights,
                       vgg_resize=a.vgg_resize, w_projection=a.w_projection,
                       w_repulsion=a.w_repulsion, w_canonicalization=a.w_canonicalization,
-                      **({} if a.w_part_colour is None else {"w_part_colour": a.w_part_colour}),
                       projection_loss=a.projection_loss, projection_warmup=a.projection_warmup,
                       repulsion_bandwidth=a.repulsion_bandwidth,
                       checkpoint_every=a.checkpoint_every, log_every=a.log_every,
@@ -238,30 +218,21 @@ def cmd_train(a):
         from .train.trainer import load_model
 
         model, _ = load_model(a.out, a.device)
-        metrics, _ = evaluate_model(model, a.data, device=a.device,
+        metrics, _ = evaluate_model(model, a.data, split=a.eval_split, device=a.device,
                                     regress_length=a.regress_images or None,
                                     test_length=a.test_images or None)
         metrics["checkpoint"], metrics["step"] = summary.get("checkpoint"), int(summary["step"])
-        _write_metrics(_finite(metrics), a.out)
+        _write_metrics(metrics, a.out)
     return 0
 
 
 def _write_metrics(metrics, out_dir):
     from .eval import format_metrics
+    from .eval.io import write_json
 
-    os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, "metrics.json")
-    with open(path, "w") as f:
-        json.dump(metrics, f, indent=2, allow_nan=False, default=_json_default)
+    path = write_json(os.path.join(out_dir, "metrics.json"), metrics)
     print(format_metrics(metrics))
     print(f"metrics written to {path}")
-
-
-def _json_default(v):
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return str(v)
 
 
 def cmd_eval(a):
@@ -272,26 +243,13 @@ def cmd_eval(a):
         if getattr(a, name) < (1 if name == "batch_size" else 0):
             raise UsageError(f"--{name.replace('_', '-')} must be positive")
     model, state = load_model(a.checkpoint, a.device)
-    metrics, _ = evaluate_model(model, a.data, device=a.device, batch_size=a.batch_size,
+    metrics, _ = evaluate_model(model, a.data, split=a.split, device=a.device, batch_size=a.batch_size,
                                 regress_length=a.regress_images or None,
                                 test_length=a.test_images or None)
     metrics["checkpoint"] = state["path"]
     metrics["step"] = int(state["step"])
-    _write_metrics(_finite(metrics), a.out)
+    _write_metrics(metrics, a.out)
     return 0
-
-
-def _finite(obj):
-    """NaN/inf -> None so metrics.json is strict JSON."""
-    import math
-
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 def cmd_infer(a):
@@ -330,20 +288,16 @@ def cmd_infer(a):
         rec = {"image": os.path.abspath(path), "width": W, "height": H,
                "keypoints_2d": px.tolist(), "keypoints_2d_normalized": kp.tolist(),
                "frame": "pixels of the input image, (0, 0) the centre of the top-left pixel, "
-                        "x right, y down; normalized: [-1, 1] (SPEC section 2)"}
+                        "x right, y down; normalized: [-1, 1] (the kernels' pixel-centre convention)"}
         in_pixels = lambda p: np.concatenate([(p[:, :2] + 1.0) * scale, p[:, 2:] * scale.mean()], 1)  # noqa: E731
         if "keypoints_3d" in pred:
             k3 = pred["keypoints_3d"][0].cpu().numpy().astype(np.float64)
-            depth = ("the depth of a plane through them turned by the view head's view ('view': "
-                     "its sign tells which way the face is turned)" if "view" in pred else
-                     "the depth of the 3D structure fitted to them")
             rec.update({"keypoints_3d": in_pixels(k3).tolist(), "keypoints_3d_normalized": k3.tolist(),
-                        "depth_note": f"keypoints_3d: the 2D keypoints with {depth}; fitted_3d: "
+                        "depth_note": "keypoints_3d: the 2D keypoints with the depth of the 3D "
+                                      "structure fitted to them; fitted_3d: "
                                       "the 3D structure fitted to them, x and y its projection; "
                                       "z in the units of x (pixels); its sign is a gauge (weak "
                                       "perspective cannot tell a shape from its mirror)"})
-            if "view" in pred:
-                rec["view"] = float(pred["view"][0])
         if "fitted_3d" in pred:
             rec.update({"fitted_3d": in_pixels(pred["fitted_3d"][0].cpu().numpy().astype(np.float64)).tolist(),
                         "rotation": pred["rotation"][0].cpu().tolist(),
@@ -389,9 +343,9 @@ def cmd_demo(a):
         raise UsageError(f"--steps must be >= 1, got {a.steps}")
     metrics = run_demo(out=a.out, device=a.device, steps=a.steps, tiny=a.tiny, seed=a.seed,
                        progress=not a.no_progress)
-    from .eval import format_metrics
+    from .report import comparison_table
 
-    print(format_metrics(metrics))
+    print("\n".join(comparison_table(metrics)))
     print(f"report: {os.path.join(a.out, 'report.md')}")
     return 0
 

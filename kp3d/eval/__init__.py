@@ -9,9 +9,9 @@
 """
 
 from .metrics import (YAW_BIN_NAMES, box_size, evaluate_keypoints, format_metrics, interocular, nme,
-                      to_regression_frame)
+                      structure_yaw_correlation, to_regression_frame)
 from .regression import fit_bias_free, fit_reflection_tolerant
 from .runner import collect, evaluate_on_spec
 
 __all__ = ["evaluate_keypoints", "evaluate_on_spec", "collect", "format_metrics", "fit_bias_free", "fit_reflection_tolerant", "nme",
-           "interocular", "box_size", "to_regression_frame", "YAW_BIN_NAMES"]
+           "interocular", "box_size", "structure_yaw_correlation", "to_regression_frame", "YAW_BIN_NAMES"]

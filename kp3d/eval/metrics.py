@@ -246,6 +246,30 @@ def evaluate_keypoints(pred_train_2d, gt_train_2d, pred_test_2d, gt_test_2d, *, 
     return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in out.items()}
 
 
+def structure_yaw_correlation(fitted_3d, yaw_deg) -> float | None:
+    """|Pearson correlation| between the true yaw (N,) and the yaw of each fitted 3D structure
+    (N, K, 3) relative to their mean shape (Procrustes over all three axes, the yaw read as
+    atan2(R_02, R_22)): whether the structure turns with the head. The sign is a gauge (a
+    weak-perspective model cannot tell a shape from its depth mirror). None without finite yaws
+    or when the structure never turns."""
+    P = np.asarray(fitted_3d, np.float64)
+    true = np.asarray(yaw_deg, np.float64).reshape(-1)
+    if P.ndim != 3 or P.shape[-1] != 3 or len(P) != len(true):
+        raise ValueError(f"fitted_3d must be (N, K, 3) and yaw_deg (N,), got {P.shape} and {true.shape}")
+    keep = np.isfinite(true) & np.isfinite(P).all((1, 2))
+    if keep.sum() < 2 or true[keep].std() == 0:
+        return None
+    P, true = P[keep] - P[keep].mean(1, keepdims=True), true[keep]
+    ref = P.mean(0)
+    U, _, Vt = np.linalg.svd(np.einsum("kd,nke->nde", ref, P))
+    d = np.sign(np.linalg.det(U @ Vt))
+    R = U @ (np.eye(3) * np.stack([np.ones_like(d), np.ones_like(d), d], -1)[:, None, :]) @ Vt
+    yaws = np.degrees(np.arctan2(R[:, 0, 2], R[:, 2, 2]))
+    if yaws.std() < 1e-9:
+        return None
+    return float(abs(np.corrcoef(yaws, true)[0, 1]))
+
+
 def format_metrics(m: dict) -> str:
     """A short human-readable table: each figure beside its baseline(s)."""
     def pct(x):

@@ -12,8 +12,6 @@ from torch.nn import functional as F
 
 from kp3d_kernels import SoftArgmax2d
 
-from .parts import part_log_probs
-
 
 class DownBlock(nn.Module):
     """3x3 conv -> bilinear /2 -> BN -> LeakyReLU -> 3x3 conv -> BN, plus a 1x1 shortcut."""
@@ -48,7 +46,7 @@ class UpBlock(nn.Module):
 
 
 class Detector(nn.Module):
-    """Image (B, 3, S, S) in [-1, 1] -> heatmaps (B, K, S/4, S/4) and keypoints (B, K, 2).
+    """Image (B, 3, S, S) in [-1, 1] -> keypoints (B, K, 2) and heatmaps (B, K, S/4, S/4).
 
     Args:
         num_keypoints: K.
@@ -56,12 +54,16 @@ class Detector(nn.Module):
             which must be at most S / 4.
         temperature: soft-argmax temperature (softmax over the S/4 x S/4 positions).
         backend: kernel backend of the soft-argmax op.
-        part_maps: the heatmaps are log-softmaxed across the K maps at every position, so that
-            the keypoints are the centroids of K parts that tile the image (kp3d/model/parts.py).
+
+    Example:
+        >>> det = Detector(8, (16, 32))
+        >>> keypoints, heatmaps = det(torch.zeros(2, 3, 64, 64))
+        >>> keypoints.shape, heatmaps.shape
+        (torch.Size([2, 8, 2]), torch.Size([2, 8, 16, 16]))
     """
 
-    def __init__(self, num_keypoints, widths=(64, 128, 256, 512), *, temperature=1.0,
-                 backend="auto", part_maps=False):
+    def __init__(self, num_keypoints: int, widths=(64, 128, 256, 512), *, temperature: float = 1.0,
+                 backend: str = "auto"):
         super().__init__()
         widths = tuple(int(w) for w in widths)
         if len(widths) < 2:
@@ -80,15 +82,11 @@ class Detector(nn.Module):
         self.up = nn.Sequential(*ups)
         self.head = nn.Conv2d(c, num_keypoints, 3, padding=1)
         self.soft_argmax = SoftArgmax2d(temperature=temperature, backend=backend)
-        self.feature_dim = widths[-1]
-        self.part_maps = part_maps
 
-    def forward(self, image):
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """image (B, 3, S, S) -> (keypoints (B, K, 2) float32, heatmaps (B, K, S/4, S/4))."""
         h = self.stem(image)
         for block in self.down:
             h = block(h)
         heatmaps = self.head(self.up(h))
-        if self.part_maps:
-            heatmaps = part_log_probs(heatmaps)
-        keypoints = self.soft_argmax(heatmaps.float())
-        return {"heatmaps": heatmaps, "keypoints": keypoints}
+        return self.soft_argmax(heatmaps.float()), heatmaps

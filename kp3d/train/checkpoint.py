@@ -1,6 +1,6 @@
 """Checkpoints: written atomically (temp file + fsync + rename), read with weights_only=True.
 
-A checkpoint is a dict {"format": "kp3d-checkpoint", "version": 1, "model_config", "train_config",
+A checkpoint is a dict {"format": "kp3d-checkpoint", "version": 2, "model_config", "train_config",
 "step", "model", "optimizer", "scaler", "rng", ...} holding only tensors and plain Python
 values, so `torch.load(..., weights_only=True)` reads it without unpickling any code.
 """
@@ -15,7 +15,9 @@ import numpy as np
 import torch
 
 FORMAT = "kp3d-checkpoint"
-VERSION = 1
+# 2: the model is the paper's method alone; version 1 models carried experiment branches
+# (refined copies, a view head, other decoder inputs) that this kp3d no longer has
+VERSION = 2
 _NAME = re.compile(r"^ckpt-(\d+)\.pt$")
 
 
@@ -75,6 +77,10 @@ def load_checkpoint(path, map_location="cpu"):
                               f"checkpoint ({msg[:120]})") from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a kp3d checkpoint (a foreign or unrelated torch file)")
+    if obj.get("version") == 1:
+        raise CheckpointError(f"{path} was written by an older kp3d (checkpoint version 1), whose "
+                              f"model had options this kp3d no longer has; retrain it with this "
+                              f"version")
     if obj.get("version") != VERSION:
         raise CheckpointError(f"{path}: unsupported kp3d checkpoint version {obj.get('version')!r} "
                               f"(this kp3d reads version {VERSION})")

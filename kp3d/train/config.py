@@ -28,16 +28,13 @@ class TrainConfig:
     amp: bool = True              # mixed precision on CUDA (ignored on the CPU)
     num_workers: int = 0
     hflip: bool = False           # random horizontal flip (AutoLink uses it)
-    reconstruction: str = "auto"  # auto | vgg | random | pyramid | ssim | l1
+    reconstruction: str = "auto"  # auto (vgg with vgg_weights, else lite0) | vgg | lite0 | random | ...
     vgg_weights: str = ""
     vgg_resize: int = 0           # 0 = no resize (AutoLink: 224)
     w_reconstruction: float = 1.0
     w_projection: float = 1.0
-    w_repulsion: float = 0.1
+    w_repulsion: float = 0.1      # mode "autolink" drops it: AutoLink's only loss is the perceptual one
     w_canonicalization: float = 1.0
-    w_equivariance: float = 1.0   # used when ModelConfig.equivariance_shift > 0
-    w_part_colour: float = 1.0    # used when ModelConfig.part_maps
-    w_templates: float = 1.0      # used when ModelConfig.refine_reach > 0
     projection_loss: str = "huber"
     projection_delta: float = 0.02
     repulsion_bandwidth: float = 0.0  # 0 = auto: 0.7 / sqrt(K), about the spacing of K points on the object
@@ -66,7 +63,7 @@ class TrainConfig:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name.replace('_', '-')} must be > 0, got {getattr(self, name)!r}")
         for name in ("weight_decay", "w_reconstruction", "w_projection", "w_repulsion",
-                     "w_canonicalization", "w_equivariance", "w_part_colour", "w_templates"):
+                     "w_canonicalization"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)!r}")
         if self.lr_decay not in LR_DECAYS:
@@ -81,11 +78,15 @@ class TrainConfig:
         about a unit square in the [-1, 1] frame sit about 1 / sqrt(K) apart)."""
         return self.repulsion_bandwidth or 0.7 / num_keypoints ** 0.5
 
-    def loss_weights(self, num_keypoints: int = 16) -> LossWeights:
-        return LossWeights(reconstruction=self.w_reconstruction, projection=self.w_projection,
-                           repulsion=self.w_repulsion, canonicalization=self.w_canonicalization,
-                           equivariance=self.w_equivariance, part_colour=self.w_part_colour,
-                           templates=self.w_templates,
+    def loss_weights(self, num_keypoints: int = 16, mode: str = "3d") -> LossWeights:
+        """The loss weights of a model of K keypoints. Mode "autolink" (AutoLink itself, the
+        paper's 2D ablation) trains on the reconstruction loss alone: no repulsion, and no 3D
+        terms (it has no 3D branch)."""
+        paper = mode == "3d"
+        return LossWeights(reconstruction=self.w_reconstruction,
+                           projection=self.w_projection if paper else 0.0,
+                           repulsion=self.w_repulsion if paper else 0.0,
+                           canonicalization=self.w_canonicalization if paper else 0.0,
                            projection_kind=self.projection_loss,
                            projection_delta=self.projection_delta,
                            repulsion_bandwidth=self.bandwidth(num_keypoints))

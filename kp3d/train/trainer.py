@@ -90,27 +90,13 @@ class StepBatchSampler(torch.utils.data.Sampler):
 # ----------------------------------------------------------------------------- optimiser
 
 def build_optimizer(model: KeypointModel, cfg: TrainConfig):
-    """AdamW with three groups: edge weights (lr x edge_lr_mult, no decay), the 3D structure
-    (mean shape, basis, projection, lifter, canonicaliser; lr x structure_lr_mult) and the
-    networks, with any refinement templates (lr, weight decay)."""
-    edge, _ = model.parameter_groups()
-    edge_ids = {id(p) for p in edge}
-    structure = []
-    if model.has_3d:
-        for mod in (model.shape, model.lifter, model.canonicalizer):
-            if mod is not None:
-                structure += list(mod.parameters())
-    struct_ids = {id(p) for p in structure}
-    rest = [p for p in model.parameters() if id(p) not in edge_ids and id(p) not in struct_ids]
-    groups = [{"params": rest, "lr": cfg.lr, "weight_decay": cfg.weight_decay, "name": "networks",
-               "lr_mult": 1.0}]
-    if edge:
-        groups.append({"params": edge, "lr": cfg.lr * cfg.edge_lr_mult, "weight_decay": 0.0,
-                       "name": "edges", "lr_mult": cfg.edge_lr_mult})
-    if structure:
-        groups.append({"params": structure, "lr": cfg.lr * cfg.structure_lr_mult,
-                       "weight_decay": cfg.weight_decay, "name": "structure",
-                       "lr_mult": cfg.structure_lr_mult})
+    """AdamW with three groups: the networks (lr, weight decay), the edge weights (lr x
+    edge_lr_mult, no decay) and the 3D structure (mean shape, basis, Pi, lifter,
+    canonicaliser; lr x structure_lr_mult)."""
+    mult = {"networks": 1.0, "edges": cfg.edge_lr_mult, "structure": cfg.structure_lr_mult}
+    groups = [{"params": params, "lr": cfg.lr * mult[name], "lr_mult": mult[name], "name": name,
+               "weight_decay": 0.0 if name == "edges" else cfg.weight_decay}
+              for name, params in model.parameter_groups().items() if params]
     return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
@@ -165,9 +151,6 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, *, resume=False, dataset=Non
     """
     cfg.validate()
     model_cfg.validate()
-    if model_cfg.view_crop:  # its weights would only decay here
-        raise ValueError("view_crop must be 0 in training: the view head is trained after the "
-                         "keypoints (kp3d.train.view_head.train_view_head)")
     rank, world, device = setup_distributed(cfg.device)
     is_main = rank == 0
     os.makedirs(cfg.out, exist_ok=True)
@@ -193,11 +176,6 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, *, resume=False, dataset=Non
         from ..data import build_dataset
         dataset = build_dataset(cfg.data, "train", model_cfg.image_size, seed=cfg.data_seed,
                                 length=cfg.train_length or None)
-    uses_pair = model_cfg.decoder_input == "pair"
-    if uses_pair and not getattr(dataset, "pair_view", False):
-        raise ValueError("decoder_input 'pair' needs a training dataset whose items carry "
-                         "'pair_image' (SyntheticDataset(..., pair_view=True)); got "
-                         f"{type(dataset).__name__} for data {cfg.data!r}")
     model = build_model(model_cfg, cfg.seed).to(device)
     rec_loss = build_reconstruction_loss(cfg.reconstruction, vgg_weights=cfg.vgg_weights or None,
                                          vgg_resize=cfg.vgg_resize or None, seed=cfg.seed).to(device)
@@ -222,7 +200,7 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, *, resume=False, dataset=Non
 
     ddp_model = model
     if world > 1:
-        unused = cfg.w_canonicalization == 0 or cfg.w_projection == 0
+        unused = model_cfg.mode == "3d" and (cfg.w_canonicalization == 0 or cfg.w_projection == 0)
         ddp_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=unused)
@@ -233,7 +211,7 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, *, resume=False, dataset=Non
                                          num_workers=cfg.num_workers,
                                          pin_memory=device.type == "cuda",
                                          persistent_workers=False)
-    weights = cfg.loss_weights(model_cfg.num_keypoints)
+    weights = cfg.loss_weights(model_cfg.num_keypoints, model_cfg.mode)
     metrics = MetricsLog(cfg.out, resume_step=start) if is_main else None
     progress = Progress(cfg.steps, start, enabled=cfg.progress and is_main)
     vis_dir = os.path.join(cfg.out, "images")
@@ -246,18 +224,15 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, *, resume=False, dataset=Non
         for batch in loader:
             t0 = time.time()
             images = batch["image"].to(device, non_blocking=True)
-            pair = batch["pair_image"].to(device, non_blocking=True) if uses_pair else None
             g = step_generator(cfg.seed, step, rank)
             if cfg.hflip:
                 flip = torch.rand(images.shape[0], generator=g).to(device)[:, None, None, None] < 0.5
                 images = torch.where(flip, images.flip(-1), images)
-                pair = None if pair is None else torch.where(flip, pair.flip(-1), pair)
             lr = set_learning_rate(optimizer, cfg, step)
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                out = ddp_model(images, g, pair)
-            if step < cfg.projection_warmup and "projected" in out:
-                out["projection_target"] = out["points_2d"].detach()
-            loss, terms = total_loss(out, out["target"], rec_loss, weights, backend=model_cfg.backend)
+                out = ddp_model(images, g)
+            loss, terms = total_loss(out, rec_loss, weights, backend=model_cfg.backend,
+                                     detach_projection_target=step < cfg.projection_warmup)
             if not math.isfinite(float(loss.detach())):
                 raise FloatingPointError(f"the loss became {float(loss.detach())} at step {step + 1} "
                                          f"(terms {terms}); lower --lr or check the data")
@@ -336,25 +311,28 @@ def save_pictures(model, images, out, folder, step):
 
 # ----------------------------------------------------------------------------- evaluation
 
-def evaluate_model(model, spec, *, image_size=None, device="cpu", batch_size=64, seed=0,
-                   regress_length=None, test_length=None):
-    """Run the model over the "regress" and "test" splits of a dataset and compute the metrics
-    of SPEC section 8 (`kp3d.eval.evaluate_keypoints`). Returns (metrics, predictions).
+def evaluate_model(model, spec, *, split="test", image_size=None, device="cpu", batch_size=64,
+                   seed=0, regress_length=None, test_length=None):
+    """Fit the evaluation regressors on the "regress" split of a dataset and score the model on
+    `split` ("test" for published figures, "val" to choose settings), with the metrics of
+    `kp3d.eval.evaluate_keypoints` and the structure's yaw correlation. Returns
+    (metrics, {"regress": predictions, "test": predictions on `split`}).
 
     A model without the 3D branch (mode "autolink") is scored in 3D with its flat (z = 0) lift,
     so its nme_3d equals the flat baseline; metrics["structure_3d"] says which case it is."""
     from ..data import build_dataset
-    from ..eval import evaluate_keypoints
+    from ..eval import evaluate_keypoints, structure_yaw_correlation
 
+    if split not in ("val", "test"):
+        raise ValueError(f"evaluation split must be val or test, got {split!r}")
     model = _unwrap(model)
     size = image_size or model.config.image_size
     ds_r = build_dataset(spec, "regress", size, seed=seed, length=regress_length)
-    ds_t = build_dataset(spec, "test", size, seed=seed, length=test_length)
+    ds_t = build_dataset(spec, split, size, seed=seed, length=test_length)
     pr = predict_dataset(model, ds_r, batch_size=batch_size, device=device)
     pt = predict_dataset(model, ds_t, batch_size=batch_size, device=device)
     kwargs = {}
-    has_gt_3d = bool(getattr(ds_t.info, "has_3d", False))
-    if has_gt_3d:
+    if getattr(ds_t.info, "has_3d", False):
         def lift(p):
             if "keypoints_3d" in p:
                 return p["keypoints_3d"]
@@ -365,6 +343,9 @@ def evaluate_model(model, spec, *, image_size=None, device="cpu", batch_size=64,
                                  pt["landmarks_2d"], eye_indices=ds_t.info.eye_indices,
                                  yaw_test_deg=pt.get("yaw_deg"),
                                  landmark_names=ds_t.info.landmark_names, **kwargs)
-    metrics["structure_3d"] = bool(model.has_3d)
-    metrics["data"] = spec
+    if "fitted_3d" in pt and "yaw_deg" in pt:
+        metrics["structure_yaw_corr"] = structure_yaw_correlation(pt["fitted_3d"], pt["yaw_deg"])
+    metrics.update({"structure_3d": bool(model.has_3d), "data": spec, "split": split,
+                    "num_keypoints": model.config.num_keypoints,
+                    "num_points": int(pt["keypoints_2d"].shape[1])})
     return metrics, {"regress": pr, "test": pt}

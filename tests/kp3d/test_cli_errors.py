@@ -62,8 +62,8 @@ def foreign_ckpt(tmp_path):
     (TRAIN + ["--mask-grid", "0"], ["mask_grid"]),
     (TRAIN + ["--mask-grid", "5"], ["mask grid"]),
     (TRAIN + ["--lr-decay", "linear"], ["lr-decay"]),
-    (TRAIN + ["--refine-reach", "-0.1"], ["refine_reach"]),
-    (TRAIN + ["--work-scale", "3"], ["work_scale"]),
+    (TRAIN + ["--refine-reach", "0.2"], ["unrecognized", "--refine-reach"]),
+    (TRAIN + ["--eval-split", "test2"], ["--eval-split"]),
 ])
 def test_train_bad_input(capsys, tmp_path, argv, words):
     code, err = _run(capsys, argv + ["--out", str(tmp_path / "run")] + TINY)

@@ -84,38 +84,17 @@ def test_autolink_mode_eval(tmp_path):
     assert m["nme_3d"] == pytest.approx(m["nme_3d_flat_baseline"])
 
 
-def test_part_maps_through_cli(tmp_path):
-    out = tmp_path / "parts"
+def test_eval_on_the_validation_split(tmp_path):
+    out = tmp_path / "val"
     assert main(["train", "--data", "synthetic:face", "--keypoints", "4", "--steps", "2",
-                 "--out", str(out), "--part-maps", "--part-compactness", "0.7",
-                 "--w-part-colour", "0.2"] + TINY) == 0
-    ckpt = torch.load(out / "ckpt-00000002.pt", weights_only=False)
-    assert ckpt["model_config"]["part_maps"] is True
-    assert ckpt["model_config"]["part_compactness"] == 0.7
-    assert ckpt["train_config"]["w_part_colour"] == 0.2
-    assert "part_colour" in (out / "metrics.csv").read_text().splitlines()[0]
-
-
-def test_refined_keypoints_through_cli(tmp_path):
-    out = tmp_path / "refine"
-    assert main(["train", "--data", "synthetic:face", "--keypoints", "4", "--steps", "2",
-                 "--out", str(out), "--refine-reach", "0.2", "--eval", "--regress-images", "12",
-                 "--test-images", "6"] + TINY) == 0
-    ckpt = torch.load(out / "ckpt-00000002.pt", weights_only=False)
-    assert ckpt["model_config"]["refine_reach"] == 0.2
-    assert "templates" in (out / "metrics.csv").read_text().splitlines()[0]
-    assert json.loads((out / "metrics.json").read_text())["num_keypoints"] == 8  # 4 and 4 copies
-
-
-def test_work_scale_through_cli(tmp_path):
-    out = tmp_path / "pooled"
-    tiny = [a if a != "32" else "64" for a in TINY]  # 64 x 64 images, the model at 32 x 32
-    assert main(["train", "--data", "synthetic:face", "--keypoints", "4", "--steps", "2",
-                 "--out", str(out), "--refine-reach", "0.2", "--work-scale", "2", "--eval",
-                 "--regress-images", "12", "--test-images", "6"] + tiny) == 0
-    ckpt = torch.load(out / "ckpt-00000002.pt", weights_only=False)
-    assert ckpt["model_config"]["work_scale"] == 2 and ckpt["model_config"]["image_size"] == 64
-    assert json.loads((out / "metrics.json").read_text())["num_keypoints"] == 8
+                 "--out", str(out), "--eval", "--regress-images", "12", "--test-images", "6"]
+                + TINY) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["split"] == "val" and m["num_test"] == 6 and m["num_keypoints"] == m["num_points"] == 4
+    assert main(["eval", "--checkpoint", str(out), "--data", "synthetic:face", "--out",
+                 str(tmp_path / "test"), "--regress-images", "12", "--test-images", "6"]) == 0
+    t = json.loads((tmp_path / "test" / "metrics.json").read_text())
+    assert t["split"] == "test" and t["nme_2d"] != m["nme_2d"]  # other faces
 
 
 def test_demo_tiny(tmp_path, capsys):

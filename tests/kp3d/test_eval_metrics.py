@@ -72,7 +72,6 @@ def test_hand_computed_example():
 
 
 def test_hand_computed_3d_and_reflection():
-    rng = np.random.default_rng(5)
     gtr = _faces(30, L=4, seed=6)
     gte = np.array([[[0, 0, 1], [4, 0, -1], [0, 1, 0], [4, 1, 0]]], float)  # box 4 x 1 -> sqrt(wh) = 2
     # predictions: the test prediction is the depth mirror of the truth
@@ -177,3 +176,23 @@ def test_evaluate_on_spec_with_a_constant_predictor():
     assert "nme_3d" in m and "yaw_bins" in m
     # constant keypoints in the [0, 1] regression frame = a constant regressor = the least-squares mean
     assert m["nme_2d"] == pytest.approx(m["nme_2d_mean_baseline"], rel=1e-6)
+
+
+def test_structure_yaw_correlation():
+    """A structure turned by the true yaw correlates fully (up to the sign gauge, and to any
+    fixed rotation of its frame); a structure that never turns gives None."""
+    from kp3d.eval import structure_yaw_correlation
+    from kp3d.model.structure3d import axis_angle_to_matrix
+
+    rng = np.random.default_rng(0)
+    shape = rng.normal(size=(7, 3))
+    yaw = rng.uniform(-30, 30, 50)
+    frame = axis_angle_to_matrix(torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64)).numpy()
+    R = axis_angle_to_matrix(torch.tensor(np.stack([0 * yaw, np.radians(-yaw), 0 * yaw], 1))).numpy()
+    turned = np.einsum("kd,ned->nke", shape @ frame.T, R) + rng.normal(size=(50, 1, 3))
+    assert structure_yaw_correlation(turned, yaw) == pytest.approx(1.0, abs=1e-6)
+    assert structure_yaw_correlation(np.repeat(shape[None], 50, 0), yaw) is None
+    noise = turned + rng.normal(scale=3.0, size=turned.shape)
+    assert structure_yaw_correlation(noise, yaw) < 0.9
+    with pytest.raises(ValueError, match="fitted_3d"):
+        structure_yaw_correlation(turned[..., :2], yaw)

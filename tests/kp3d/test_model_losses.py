@@ -37,7 +37,9 @@ def test_projection_loss_gradient(kind):
 
 def test_repulsion_pushes_points_apart():
     pts = torch.tensor([[[0.0, 0.0], [0.01, 0.0], [0.5, 0.5]]], requires_grad=True)
-    loss = losses.repulsion(pts, 0.1)
+    out = {"keypoints": pts, "reconstruction": torch.zeros(1, 3, 4, 4), "target": torch.zeros(1, 3, 4, 4)}
+    w = losses.LossWeights(reconstruction=0.0, repulsion=1.0, repulsion_bandwidth=0.1)
+    loss, _ = losses.total_loss(out, build_reconstruction_loss("l1"), w)
     assert loss.item() < 0
     loss.backward()
     # gradient descent moves the close pair apart along x
@@ -59,10 +61,10 @@ def test_total_loss_combines_terms():
     out = {"keypoints": torch.rand(2, K, 2, requires_grad=True) * 2 - 1,
            "reconstruction": torch.zeros(2, 3, 8, 8, requires_grad=True),
            "projected": torch.zeros(2, K, 2, requires_grad=True),
-           "canonical": torch.ones(2, K, 3), "canonical_recovered": torch.zeros(2, K, 3)}
-    target = torch.ones(2, 3, 8, 8)
+           "canonical": torch.ones(2, K, 3), "canonical_recovered": torch.zeros(2, K, 3),
+           "target": torch.ones(2, 3, 8, 8)}
     w = losses.LossWeights(reconstruction=2.0, projection=0.5, repulsion=0.1, canonicalization=3.0)
-    total, terms = losses.total_loss(out, target, build_reconstruction_loss("l1"), w)
+    total, terms = losses.total_loss(out, build_reconstruction_loss("l1"), w)
     assert set(terms) == {"reconstruction", "projection", "repulsion", "canonicalization"}
     expect = (2 * terms["reconstruction"] + 0.5 * terms["projection"] + 0.1 * terms["repulsion"]
               + 3 * terms["canonicalization"])
@@ -71,11 +73,30 @@ def test_total_loss_combines_terms():
     assert out["reconstruction"].grad is not None and out["projected"].grad is not None
     # a detached projection target keeps the projection loss off the keypoints
     kp = out["keypoints"].detach().requires_grad_()
-    out2 = {**out, "keypoints": kp, "projection_target": kp.detach()}
+    out2 = {**out, "keypoints": kp}
     w2 = losses.LossWeights(reconstruction=0.0, projection=1.0, repulsion=0.0, canonicalization=0.0)
-    total2, _ = losses.total_loss(out2, target, build_reconstruction_loss("l1"), w2)
+    total2, _ = losses.total_loss(out2, build_reconstruction_loss("l1"), w2,
+                                  detach_projection_target=True)
     total2.backward()
     assert kp.grad is None
+    total3, _ = losses.total_loss(out2, build_reconstruction_loss("l1"), w2)
+    total3.backward()
+    assert kp.grad is not None and kp.grad.abs().sum() > 0
+
+
+def test_autolink_mode_trains_on_the_perceptual_loss_alone():
+    """AutoLink's only loss is the perceptual one: mode "autolink" has no repulsion term (and no
+    3D terms), whatever the weights; the full method keeps them."""
+    from kp3d.train.config import TrainConfig
+
+    cfg = TrainConfig(w_repulsion=0.3, w_projection=1.0, w_canonicalization=1.0)
+    a, full = cfg.loss_weights(8, "autolink"), cfg.loss_weights(8, "3d")
+    assert (a.repulsion, a.projection, a.canonicalization) == (0.0, 0.0, 0.0)
+    assert (full.repulsion, full.projection, full.canonicalization) == (0.3, 1.0, 1.0)
+    out = {"keypoints": torch.rand(2, 4, 2) * 2 - 1, "reconstruction": torch.zeros(2, 3, 8, 8),
+           "target": torch.ones(2, 3, 8, 8)}
+    _, terms = losses.total_loss(out, build_reconstruction_loss("l1"), a)
+    assert set(terms) == {"reconstruction"}
 
 
 @pytest.mark.parametrize("kind", FALLBACKS)

@@ -1,12 +1,9 @@
 """The whole model: shapes, masking, modes, configuration checks, dataset prediction."""
 
-import math
-
 import pytest
 import torch
 
-from kp3d.model import KeypointModel, ModelConfig, predict_dataset, random_patch_mask, shuffle_cells
-from kp3d.model.decoder import UNet, keypoint_maps
+from kp3d.model import KeypointModel, ModelConfig, predict_dataset, random_patch_mask
 from kp3d.model.detector import Detector
 from kp3d.model.keypoint_model import default_edge_sigma
 
@@ -32,14 +29,14 @@ def test_forward_shapes_3d():
 
 
 def test_3d_keypoints_are_the_2d_points_at_the_fitted_depth():
-    """keypoints_3d keeps each 2D point (keypoint or refined copy) and takes the depth of the
-    structure fitted to it; fitted_3d is that structure, its x, y the projection. A structure
-    whose projection differs from the points (as it does at initialisation) tells them apart."""
+    """keypoints_3d keeps each 2D keypoint and takes the depth of the structure fitted to it;
+    fitted_3d is that structure, its x, y the projection. A structure whose projection differs
+    from the points (as it does at initialisation) tells them apart."""
     torch.manual_seed(0)
-    model = KeypointModel(ModelConfig(num_keypoints=5, refine_reach=0.19, **TINY))
+    model = KeypointModel(ModelConfig(num_keypoints=5, **TINY))
     pred = model.predict(torch.rand(3, 3, 32, 32) * 2 - 1)
     k2, k3, fit = pred["keypoints_2d"], pred["keypoints_3d"], pred["fitted_3d"]
-    assert k2.shape == (3, 10, 2) and k3.shape == fit.shape == (3, 10, 3)
+    assert k2.shape == (3, 5, 2) and k3.shape == fit.shape == (3, 5, 3)
     assert torch.equal(k3[..., :2], k2)
     assert torch.equal(k3[..., 2], fit[..., 2])
     assert torch.equal(fit[..., :2], pred["projected"])
@@ -72,7 +69,7 @@ def test_gradients_reach_every_parameter():
     model = KeypointModel(ModelConfig(num_keypoints=4, **TINY))
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     out = model(x, torch.Generator().manual_seed(0))
-    loss, _ = total_loss(out, x, build_reconstruction_loss("l1"), LossWeights())
+    loss, _ = total_loss(out, build_reconstruction_loss("l1"), LossWeights())
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing
@@ -90,67 +87,18 @@ def test_patch_mask():
         random_patch_mask(1, 30, grid=16)
 
 
-def test_shuffle_cells_moves_whole_cells():
-    x = torch.randn(3, 3, 12, 12)
-    y = shuffle_cells(x, 3, generator=torch.Generator().manual_seed(0))
-    cells = lambda t: t.reshape(3, 3, 3, 4, 3, 4).permute(0, 2, 4, 1, 3, 5).reshape(3, 9, -1)  # noqa: E731
-    for a, b in zip(cells(x), cells(y)):  # each image keeps its own cells, in another order
-        assert torch.equal(a[torch.argsort(a[:, 0])], b[torch.argsort(b[:, 0])])
-    assert not torch.equal(x, y)
-    assert torch.equal(shuffle_cells(x, 1), x)
-    with pytest.raises(ValueError, match="divisible"):
-        shuffle_cells(x, 5)
-
-
-def test_shuffled_decoder_input():
-    cfg = ModelConfig(num_keypoints=4, image_size=32, detector_widths=(8, 16),
-                      decoder_widths=(8, 16), mode="autolink", decoder_input="shuffle", mask_grid=4)
-    x = torch.randn(2, 3, 32, 32)
-    out = KeypointModel(cfg)(x, torch.Generator().manual_seed(0))
-    seen = out["masked"]
-    assert not torch.equal(seen, x)  # every pixel of the image, in other places
-    assert torch.equal(seen.flatten(1).sort(1).values, x.flatten(1).sort(1).values)
-
-
-def test_flipped_decoder_input():
-    cfg = ModelConfig(num_keypoints=4, image_size=32, detector_widths=(8, 16),
-                      decoder_widths=(8, 16), mode="autolink", decoder_input="flip", mask_grid=4,
-                      mask_keep=0.5)
-    x = torch.randn(2, 3, 32, 32)
-    seen = KeypointModel(cfg)(x, torch.Generator().manual_seed(0))["masked"]
-    kept = seen != 0
-    assert 0 < kept.float().mean() < 1  # masked, like the AutoLink input
-    assert torch.equal(seen[kept], x.flip(-1)[kept])  # what is shown is the mirror image
-    assert not torch.equal(seen[kept], x[kept])
-
-
-def test_keypoint_maps():
-    kp = torch.tensor([[[-1.0, 1.0], [0.5, -0.5]]], dtype=torch.float64)  # (x, y)
-    maps = keypoint_maps(kp, (5, 9), 0.3)
-    assert maps.shape == (1, 2, 5, 9)
-    assert maps[0, 0, 4, 0] == 1 and maps[0, 1, 1, 6] == 1  # row from y, column from x
-    d2 = (0.25 - 0.5) ** 2 + (0.0 + 0.5) ** 2  # pixel (row 2, column 5) to the second keypoint
-    assert torch.isclose(maps[0, 1, 2, 5], torch.tensor(math.exp(-d2 / (2 * 0.3 ** 2)), dtype=torch.float64))
-
-
-def test_decoder_gets_one_map_per_keypoint():
-    cfg = ModelConfig(num_keypoints=5, image_size=32, detector_widths=(8, 16),
-                      decoder_widths=(8, 16), mode="autolink", keypoint_map_sigma=0.1)
-    model = KeypointModel(cfg)
-    assert model.decoder.unet.enc[0][0].in_channels == 4 + 5
-    assert model(torch.randn(2, 3, 32, 32))["reconstruction"].shape == (2, 3, 32, 32)
-
-
-@pytest.mark.parametrize("global_context", [False, True])
-def test_unet_global_context_reaches_across_the_image(global_context):
+def test_forward_reads_as_the_pipeline():
+    """The decoder is shown the masked image and the edge map drawn from the keypoints, and the
+    structure is fitted to the keypoints: nothing else enters."""
     torch.manual_seed(0)
-    net = UNet(3, 3, (4, 8), global_context=global_context).eval()
-    x = torch.randn(1, 3, 32, 32)
-    y = x.clone()
-    y[..., :4, :4] += 1  # one corner changed: a two-level UNet's receptive field is ~ 14 pixels
-    with torch.no_grad():
-        far = (net(x) - net(y))[..., -8:, -8:].abs().max()
-    assert (far > 0) == global_context
+    model = KeypointModel(ModelConfig(num_keypoints=4, mask_keep=0.5, mask_grid=4, **TINY))
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    out = model(x, torch.Generator().manual_seed(0))
+    kept = out["masked"] != 0
+    assert 0 < kept.float().mean() < 1 and torch.equal(out["masked"][kept], x[kept])
+    assert torch.allclose(out["edge_map"], model.renderer(out["keypoints"]))
+    assert torch.allclose(out["reconstruction"], model.decoder(out["masked"], out["edge_map"]))
+    assert torch.equal(out["keypoints_3d"][..., :2], out["keypoints"].detach())
 
 
 @pytest.mark.parametrize("bad, match", [
@@ -159,9 +107,9 @@ def test_unet_global_context_reaches_across_the_image(global_context):
     (dict(num_keypoints=4, mode="2d"), "mode"),
     (dict(num_keypoints=4, mask_keep=1.5), "mask_keep"),
     (dict(num_keypoints=4, mask_grid=0), "mask_grid"),
-    (dict(num_keypoints=4, decoder_input="blur"), "decoder_input"),
     (dict(num_keypoints=4, temperature=0.0), "temperature"),
-    (dict(num_keypoints=4, keypoint_map_sigma=-0.1), "keypoint_map_sigma"),
+    (dict(num_keypoints=4, num_basis=-1), "num_basis"),
+    (dict(num_keypoints=4, edge_sigma=-1.0), "edge_sigma"),
     (dict(num_keypoints=4, edge_weight_init=-0.1), "edge_weight_init"),
 ])
 def test_config_validation(bad, match):
@@ -175,6 +123,8 @@ def test_config_roundtrip():
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown"):
         ModelConfig.from_dict({**cfg.to_dict(), "colour": 1})
+    with pytest.raises(ValueError, match="refine_reach"):  # an option of older versions
+        ModelConfig.from_dict({**cfg.to_dict(), "refine_reach": 0.19})
 
 
 def test_default_edge_sigma():
@@ -186,8 +136,8 @@ def test_default_edge_sigma():
 
 def test_detector_autolink_widths_give_quarter_resolution():
     det = Detector(3, (8, 8, 8, 8))
-    out = det(torch.zeros(1, 3, 64, 64))
-    assert out["heatmaps"].shape == (1, 3, 16, 16)
+    keypoints, heatmaps = det(torch.zeros(1, 3, 64, 64))
+    assert heatmaps.shape == (1, 3, 16, 16) and keypoints.shape == (1, 3, 2)
 
 
 def test_predict_dataset():
@@ -208,18 +158,3 @@ def test_predict_dataset():
     assert res["landmarks_2d"].shape == (5, 2, 2)
     assert list(res["index"]) == [0, 1, 2, 3, 4]
     assert model.training  # restored
-
-
-def test_pair_decoder_input():
-    """"pair": the decoder is shown (mask_keep of the patches of) the second view, never the
-    image; without a second view of the images' shape, a clear error."""
-    model = KeypointModel(ModelConfig(num_keypoints=4, decoder_input="pair", mask_keep=1.0, **TINY))
-    x = torch.rand(2, 3, 32, 32) * 2 - 1
-    pair = torch.rand(2, 3, 32, 32) * 2 - 1
-    out = model(x, torch.Generator().manual_seed(0), pair)
-    assert torch.equal(out["masked"], pair)
-    other = model(x, torch.Generator().manual_seed(0), -pair)
-    assert not torch.allclose(out["reconstruction"], other["reconstruction"])
-    for bad in (None, pair[:1]):
-        with pytest.raises(ValueError, match="pair"):
-            model(x, torch.Generator().manual_seed(0), bad)

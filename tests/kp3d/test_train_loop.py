@@ -123,6 +123,9 @@ def test_checkpoint_errors(tmp_path):
     torch.save({"format": ckpt.FORMAT, "version": 99}, old)
     with pytest.raises(ckpt.CheckpointError, match="version"):
         ckpt.load_checkpoint(old)
+    torch.save({"format": ckpt.FORMAT, "version": 1}, old)  # from before the model was the paper's
+    with pytest.raises(ckpt.CheckpointError, match="older kp3d.*retrain"):
+        ckpt.load_checkpoint(old)
     wrong = tmp_path / "wrong.pt"
     state = torch.load(tmp_path / "run" / "ckpt-00000002.pt", weights_only=True)
     state["model"].pop(next(iter(state["model"])))
@@ -218,15 +221,3 @@ def test_learning_rate_factor_warmup_and_cosine():
     assert learning_rate_factor(cos, 99) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.99)))
     with pytest.raises(ValueError, match="lr-decay"):
         TrainConfig(lr_decay="step").validate()
-
-
-def test_pair_decoder_input_trains_on_a_paired_dataset(tmp_path):
-    from kp3d.data.synthetic import SyntheticDataset
-
-    cfg = _cfg(tmp_path, steps=2, checkpoint_every=2)
-    model_cfg = ModelConfig(decoder_input="pair", mask_keep=1.0, **MODEL)
-    with pytest.raises(ValueError, match="pair_image"):
-        train(cfg, model_cfg)
-    paired = SyntheticDataset("synthetic:face", "face", "train", 32, length=12, pair_view=True)
-    summary = train(cfg, model_cfg, dataset=paired)
-    assert summary["step"] == 2 and math.isfinite(summary["terms"]["reconstruction"])
