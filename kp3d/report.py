@@ -1,7 +1,6 @@
 """The demo's pictures and its report page (Markdown, pictures beside it)."""
 
 import csv
-import math
 import os
 
 import numpy as np
@@ -163,10 +162,11 @@ def learning_curves(csv_path, path):
 
 
 @torch.no_grad()
-def draw_pictures(model, spec, preds, out, *, device="cpu", train_dir=None, n_grid=16, n_3d=4):
-    """Write the demo's PNGs under out; returns {name: file name} of those written."""
+def draw_pictures(model, spec, preds, out, *, device="cpu", train_dir=None, n_grid=16, n_3d=4,
+                  prefix="", only_keypoints=False):
+    """Write the demo's PNGs under out, each name starting with prefix; returns
+    {name: file name} of those written. only_keypoints: the keypoint sheet alone."""
     from .data import build_dataset
-    from .model.structure3d import random_rotations  # noqa: F401  (the forward draws them)
 
     model = model.eval()
     S = model.config.image_size
@@ -176,64 +176,31 @@ def draw_pictures(model, spec, preds, out, *, device="cpu", train_dir=None, n_gr
     w = model.renderer.weights.detach().cpu().numpy()
     pics = {}
 
+    def name(key):
+        pics[prefix + key] = f"{prefix}{key}.png"
+        return os.path.join(out, pics[prefix + key])
+
     idx = _spread_by_yaw(yaw, n_grid)
     imgs = _images(ds, idx)
     kp = torch.as_tensor(preds["test"]["keypoints_2d"][idx])
-    visualize.keypoint_sheet(imgs, kp, edges, w, os.path.join(out, "keypoints.png"),
-                             max_images=n_grid, scale=max(1, 192 // S))
-    pics["keypoints"] = "keypoints.png"
+    visualize.keypoint_sheet(imgs, kp, edges, w, name("keypoints"), max_images=n_grid,
+                             scale=max(1, 192 // S))
+    if only_keypoints:
+        return pics
 
     sub = imgs[np.linspace(0, len(idx) - 1, min(6, len(idx))).astype(int)]
-    g = torch.Generator().manual_seed(0)
-    fwd = model(sub.to(device), g)
+    fwd = model(sub.to(device), torch.Generator().manual_seed(0))
     visualize.reconstruction_sheet(fwd["target"].cpu(), fwd["masked"].cpu(), fwd["edge_map"].cpu(),
-                                   fwd["reconstruction"].float().cpu(),
-                                   os.path.join(out, "reconstruction.png"), max_images=6,
-                                   scale=max(1, 128 // fwd["target"].shape[-1]))  # the model's size
-    pics["reconstruction"] = "reconstruction.png"
-
+                                   fwd["reconstruction"].float().cpu(), name("reconstruction"),
+                                   max_images=6, scale=max(1, 128 // S))
     if model.has_3d:
-        M = model.shape.mean_shape.detach().cpu().numpy()
-        _views(M, edges, w, os.path.join(out, "structure.png"),
+        _views(model.shape.mean_shape.detach().cpu().numpy(), edges, w, name("structure"),
                ("front (x, y)", "side (z, y)", "top (x, z)"))
-        pics["structure"] = "structure.png"
-    idx3 = _spread_by_yaw(yaw, n_3d)
-    _per_image_3d(ds, preds, idx3, edges, w, os.path.join(out, "reconstructions_3d.png"))
-    pics["reconstructions_3d"] = "reconstructions_3d.png"
-
-    if train_dir and learning_curves(os.path.join(train_dir, "metrics.csv"),
-                                     os.path.join(out, "learning_curves.png")):
-        pics["learning_curves"] = "learning_curves.png"
+    _per_image_3d(ds, preds, _spread_by_yaw(yaw, n_3d), edges, w, name("reconstructions_3d"))
+    if train_dir and not learning_curves(os.path.join(train_dir, "metrics.csv"),
+                                         name("learning_curves")):
+        del pics[prefix + "learning_curves"]
     return pics
-
-
-def structure_stats(preds):
-    """How much the fitted 3D structure turns across the test faces, and how that follows the
-    head's yaw: a cheap check that depth carries information; with a view head, how its view
-    follows the yaw (view_corr_with_yaw, its sign dropped)."""
-    t = preds["test"]
-    out = {}
-    if "view" in t and "yaw_deg" in t:
-        v, true = np.asarray(t["view"], np.float64), np.asarray(t["yaw_deg"], np.float64)
-        c = float(np.corrcoef(v, true)[0, 1]) if v.std() > 1e-12 and true.std() > 0 else 0.0
-        out["view_corr_with_yaw"] = abs(c)
-    if "fitted_3d" not in t:
-        return out
-    P = np.asarray(t["fitted_3d"], np.float64)
-    P = P - P.mean(1, keepdims=True)
-    # the yaw of each prediction relative to the mean prediction (Procrustes about all axes)
-    ref = P.mean(0)
-    yaws = []
-    for p in P:
-        U, _, Vt = np.linalg.svd(ref.T @ p)
-        d = np.sign(np.linalg.det(U @ Vt))
-        R = U @ np.diag([1, 1, d]) @ Vt
-        yaws.append(math.degrees(math.atan2(R[0, 2], R[2, 2])))
-    yaws = np.array(yaws)
-    true = np.asarray(t["yaw_deg"], np.float64)
-    c = float(np.corrcoef(yaws, true)[0, 1]) if yaws.std() > 1e-9 else 0.0
-    return {**out, "predicted_yaw_spread_deg": float(yaws.std()),
-            "predicted_yaw_corr_with_true": abs(c)}
 
 
 # ----------------------------------------------------------------------------- report
@@ -246,107 +213,71 @@ def _r(x):
     return "n/a" if x is None else f"{x:.2f}"
 
 
-def write_report(out, m, pictures, model_config, train_config):
+def _div(a, b):
+    return None if a is None or b is None or not b else a / b
+
+
+def comparison_table(m: dict) -> list:
+    """Markdown rows: kp3d beside its AutoLink ablation (m["autolink"]) and the baselines."""
+    a = m.get("autolink", {})
+    rows = ["| figure | kp3d | AutoLink (`--mode autolink`) | baseline |", "| --- | --- | --- | --- |"]
+    rows.append(f"| 2D NME, K keypoints (inter-ocular) | {_pct(m.get('nme_2d'))} | "
+                f"{_pct(a.get('nme_2d'))} | mean landmark {_pct(m.get('nme_2d_mean_baseline'))} |")
+    rows.append(f"| 2D NME / mean-landmark baseline | {_r(_div(m.get('nme_2d'), m.get('nme_2d_mean_baseline')))} | "
+                f"{_r(_div(a.get('nme_2d'), a.get('nme_2d_mean_baseline')))} | 1 |")
+    if "nme_3d" in m:
+        rows.append(f"| 3D NME, keypoints at the structure's depth (sqrt(w h) box) | "
+                    f"{_pct(m.get('nme_3d'))} | {_pct(a.get('nme_3d'))} (no 3D: the flat lift) | "
+                    f"flat z = 0 lift {_pct(m.get('nme_3d_flat_baseline'))} |")
+        rows.append(f"| 3D NME / flat-lift baseline | {_r(_div(m.get('nme_3d'), m.get('nme_3d_flat_baseline')))} | "
+                    f"1 | 1 |")
+        rows.append(f"| 3D NME up to reflection | {_pct(m.get('nme_3d_reflect'))} | | "
+                    f"flat lift {_pct(m.get('nme_3d_flat_baseline_reflect'))} |")
+        rows.append(f"| 3D NME, mean-shape baseline | | | {_pct(m.get('nme_3d_mean_baseline'))} |")
+    rows.append(f"| structure's yaw vs true yaw, abs. correlation | {_r(m.get('structure_yaw_corr'))} | "
+                f"(no structure) | 0 |")
+    return rows
+
+
+def write_report(out, m, pictures):
+    """Write OUT/report.md from the demo's metrics and pictures. Returns its path."""
     s = m["setting"]
-    r2, r3 = m.get("ratio_2d_to_mean_baseline"), m.get("ratio_3d_to_flat_baseline")
-    ok2 = r2 is not None and r2 <= 0.5
-    ok3 = r3 is not None and r3 <= 0.8
-    L = []
-    L.append("# kp3d demo report\n")
-    L.append("Unsupervised 2D keypoints, their links and a 3D structure learned from single "
-             "images of synthetic faces, with no labels (the method of Wang, Cao, Bernard, CVPR "
-             "2024, on AutoLink). The landmarks are used only to score the result.\n")
-    L.append("## What was trained\n")
-    L.append(f"- data: `{m.get('data')}` (procedural 3D heads, yaw up to +-75 deg, random "
-             f"appearance and background), {s['image_size']} x {s['image_size']} pixels")
+    L = ["# kp3d demo report\n",
+         "Unsupervised 2D keypoints, their links and a 3D structure learned from single images "
+         "of synthetic faces, with no labels (Wang, Cao, Bernard, CVPR 2024), beside its 2D "
+         "ablation, AutoLink (He, Wandt, Rhodin, NeurIPS 2022), trained with the same budget. "
+         "The landmarks are used only to score the result.\n", "## What was trained\n"]
+    L.append(f"- data: `{m.get('data')}` (procedural 3D heads, framed as AutoLink's CelebA "
+             f"protocol, yaw within +-30 deg), {s['image_size']} x {s['image_size']} pixels")
+    links = ("links learned" if s["learn_edge_weights"] else
+             f"links fixed: every pair at weight {s['edge_weight_init']:g}")
     L.append(f"- setting `{s['name']}`: {m['step']} steps, batch {s['batch_size']}, "
              f"K = {s['keypoints']} keypoints, AdamW lr {s['lr']}, detector widths "
              f"{list(s['detector_widths'])}, decoder widths {list(s['decoder_widths'])}, "
-             f"reconstruction loss `{s['reconstruction']}`, {model_config['num_basis']} "
-             f"deformation bases")
-    if model_config.get("learn_edge_weights", True):
-        links = f"links learned (edge weights start at {model_config.get('edge_weight_init', 0):.3g})"
-    else:
-        links = (f"links fixed: every pair at weight {model_config.get('edge_weight_init', 0):.3g}"
-                 " (learned weights shrink towards 0 in a short run; docs/training.md)")
-    warm = int(train_config.get("projection_warmup", 0))
-    proj = ("the projection loss trains the 3D structure only, never the detector"
-            if warm >= m["step"] else
-            f"the projection loss moves the detector after step {warm}" if warm else
-            "the projection loss trains the detector and the 3D structure")
-    grid = model_config.get("mask_grid", 16)
-    shown = model_config.get("decoder_input", "mask")
-    seen = {"shuffle": f"the decoder sees all {grid} x {grid} image patches, shuffled",
-            "mirror-warp": "the decoder sees the mirror image warped onto the keypoints"}.get(
-        shown, f"mask keeps {model_config.get('mask_keep', 0.2):.0%} of the patches of the "
-               + {"flip": "mirror image", "pair": "same scene at another pose"}.get(shown, "image"))
-    if model_config.get("keypoint_map_sigma", 0):
-        seen += ", and one Gaussian map per keypoint"
-        if model_config.get("keypoint_appearance", False):
-            seen += " coloured by the image under its heatmap"
-    if model_config.get("equivariance_shift", 0):
-        seen += "; the keypoints must follow turned, scaled and shifted copies of the image"
-    if model_config.get("part_maps", False):
-        seen += ("; the keypoints are the centres of parts that tile the image, each part "
-                 f"pushed to one colour (weight {train_config.get('w_part_colour', 1.0):g})")
-    reach = model_config.get("refine_reach", 0)
-    if reach:
-        side = 2 * model_config.get("refine_radius", 2) + 1
-        seen += (f"; each keypoint also has a refined copy, the best match of a learned "
-                 f"{side} x {side} template near it, a Gaussian prior of width {reach:g} on the "
-                 f"distance (both are evaluated)")
-    scale = model_config.get("work_scale", 1)
-    if scale > 1:
-        size = model_config["image_size"]
-        seen += (f"; the detector, edge map and decoder work on the {size} x {size} image "
-                 f"average-pooled to {size // scale} x {size // scale}, the copies' search on the "
-                 f"full image")
-    L.append(f"- {links}; {proj}; {seen}")
-    view = m.get("view_head")
-    if view:
-        v = view["settings"]
-        L.append(f"- then the view head, without labels: on {v['faces']} training images and "
-                 f"their mirror images, an image network (odd under mirroring, on head crops in "
-                 f"chromaticity) learns the sign of the odd part of the keypoints' layout on the "
-                 f"{v['keep']:.0%} of the faces it calls most turned, crops turned in-plane by up "
-                 f"to {v['turn']:g} deg; {v['rounds']} round(s) of {v['steps']} steps, from the "
-                 f"second the last head's views teach; its views agree in sign with the odd "
-                 f"layout's on {view['agreement_with_odd_layout']:.0%} of the training faces. The 3D "
-                 f"keypoints take their depth from its view (a plane through the points turned "
-                 f"by it), not from the structure (docs/method.md)")
+             f"reconstruction loss `{s['reconstruction']}`, {links}")
+    L.append(f"- kp3d: reconstruction + projection + repulsion (weight {s['w_repulsion']:g}) + "
+             f"canonicalisation; AutoLink: reconstruction alone")
     L.append(f"- device `{m['device']}`, {m['threads']} CPU threads, seed {m['seed']}")
-    L.append(f"- time: training {m['time_train_s']:.0f} s, "
-             + (f"view head {m['time_view_head_s']:.0f} s, " if view else "")
-             + f"evaluation {m['time_eval_s']:.0f} s, "
-             f"pictures {m['time_pictures_s']:.0f} s, total {m['time_total_s']:.0f} s\n")
-    L.append("## Results on held-out test images\n")
-    L.append(f"{m['num_test']} test images; the linear regressor from keypoints to the "
-             f"{m['num_landmarks']} landmarks is fit on {m['num_train']} other images (SPEC "
-             "section 8). Lower is better; fractions of the normaliser.\n")
-    L.append("| figure | ours | baseline | ratio | target |")
-    L.append("| --- | --- | --- | --- | --- |")
-    L.append(f"| 2D NME (inter-ocular) | {_pct(m.get('nme_2d'))} | mean landmark "
-             f"{_pct(m.get('nme_2d_mean_baseline'))} | {_r(r2)} | <= 0.5 "
-             f"{'(met)' if ok2 else '(not met)'} |")
-    L.append(f"| 2D NME (sqrt(w h) box) | {_pct(m.get('nme_2d_box'))} | mean landmark "
-             f"{_pct(m.get('nme_2d_box_mean_baseline'))} | "
-             f"{_r(_div(m.get('nme_2d_box'), m.get('nme_2d_box_mean_baseline')))} | |")
-    if "nme_3d" in m:
-        L.append(f"| 3D NME (sqrt(w h) box) | {_pct(m.get('nme_3d'))} | flat z = 0 lift "
-                 f"{_pct(m.get('nme_3d_flat_baseline'))} | {_r(r3)} | <= 0.8 "
-                 f"{'(met)' if ok3 else '(not met)'} |")
-        L.append(f"| 3D NME up to reflection | {_pct(m.get('nme_3d_reflect'))} | flat z = 0 lift "
-                 f"{_pct(m.get('nme_3d_flat_baseline_reflect'))} | "
-                 f"{_r(_div(m.get('nme_3d_reflect'), m.get('nme_3d_flat_baseline_reflect')))} | |")
-        L.append(f"| 3D NME, mean-shape baseline | | {_pct(m.get('nme_3d_mean_baseline'))} | | |")
+    a = m.get("autolink", {})
+    L.append(f"- time: kp3d training {m['time_train_s']:.0f} s and evaluation "
+             f"{m['time_eval_s']:.0f} s; AutoLink {a.get('time_train_s', 0):.0f} s and "
+             f"{a.get('time_eval_s', 0):.0f} s; pictures {m['time_pictures_s']:.0f} s; "
+             f"total {m['time_total_s']:.0f} s\n")
+    L.append("## Results on held-out test faces\n")
+    L.append(f"{m['num_test']} test faces; the bias-free linear regressor from the keypoints to "
+             f"the {m['num_landmarks']} landmarks is fit on {m['num_train']} other faces. Lower "
+             "is better; fractions of the normaliser.\n")
+    L += comparison_table(m)
     L.append("")
     L.append("Depth reflection: a weak-perspective model cannot tell a shape from its depth "
-             "mirror. The plain 3D figure fits one linear map for all images; the "
-             "reflection-tolerant one lets each image's ground-truth depth be mirrored during "
-             "the fit and scores each test image against the better of the two depths.\n")
+             "mirror. The plain 3D figure fits one linear map for all faces; the "
+             "reflection-tolerant one lets each face's ground-truth depth be mirrored during "
+             "the fit and scores each test face against the better of the two depths. The "
+             "structure's yaw is read from the fitted structure of each face against their "
+             "mean (Procrustes), and compared with the true head yaw.\n")
     if "yaw_bins" in m:
         b = m["yaw_bins"]
-        L.append("By head yaw (test images per bin: " + ", ".join(
+        L.append("kp3d by head yaw (test faces per bin: " + ", ".join(
             f"{n} deg: {c}" for n, c in zip(b["bins_deg"], b["count"])) + "):\n")
         L.append("| figure | " + " | ".join(f"{n} deg" for n in b["bins_deg"]) + " |")
         L.append("| --- |" + " --- |" * len(b["bins_deg"]))
@@ -354,50 +285,27 @@ def write_report(out, m, pictures, model_config, train_config):
             if key in b:
                 L.append(f"| {key} | " + " | ".join(_pct(v) for v in b[key]) + " |")
         L.append("")
-    if "predicted_yaw_spread_deg" in m:
-        L.append(("3D structure check (the structure, not the view head that gives the 3D keypoints "
-                  "their depth): " if view else "3D structure check: ") +
-                 f"the 3D structure fitted to the points turns by "
-                 f"{m['predicted_yaw_spread_deg']:.1f}"
-                 f" deg (standard deviation) across the test images; the correlation of that "
-                 f"turn with the true head yaw is {m['predicted_yaw_corr_with_true']:.2f} "
-                 "(0 = the depth carries no pose information).\n")
-    if view and "view_corr_with_yaw" in m:
-        L.append(f"View head check: the correlation of its view with the true head yaw is "
-                 f"{m['view_corr_with_yaw']:.2f} on the test images (its sign is a gauge).\n")
-    L.append("## Pictures\n")
     captions = {
-        "keypoints": "Discovered keypoints (coloured, same colour = same keypoint) and their "
-                     "strongest links (white, opacity by weight) over test images, "
-                     "ordered by head yaw from left-facing to right-facing."
-                     + (" The points without links are the keypoints' refined copies."
-                        if model_config.get("refine_reach", 0) else ""),
-        "reconstruction": "Reconstruction samples, one row per image: target, masked input, "
+        "keypoints": "kp3d's keypoints (same colour = same keypoint) and their strongest links "
+                     "(white, opacity by weight) over test faces, ordered by yaw.",
+        "autolink_keypoints": "The same for AutoLink.",
+        "reconstruction": "kp3d's reconstructions, one row per face: the image, masked input, "
                           "edge map drawn from the keypoints, decoder output.",
-        "structure": "The learned 3D mean shape with its strongest links: front, side, top.",
-        "reconstructions_3d": "Per-image 3D: the image with its keypoints; the 3D keypoints "
-                              + ("(each point at the depth of the plane turned by the view "
-                                 "head's view) " if view else
-                                 "(each point at the depth of the structure fitted to them) ")
-                              + "from above; the 3D landmarks regressed from them (red) "
-                              "over the ground truth (grey), front and top; the same for the flat "
-                              "z = 0 lift (blue).",
-        "learning_curves": "Loss terms over training.",
+        "structure": "kp3d's learned 3D mean shape with its strongest links: front, side, top.",
+        "reconstructions_3d": "Per-face 3D: the face with its keypoints; the keypoints at the "
+                              "structure's depth, from above; the 3D landmarks regressed from "
+                              "them (red) over the ground truth (grey), front and top; the same "
+                              "for the flat z = 0 lift (blue).",
+        "learning_curves": "kp3d's loss terms over training.",
     }
-    for key, name in pictures.items():
-        L.append(f"### {key.replace('_', ' ')}\n")
-        L.append(captions.get(key, ""))
-        L.append(f"\n![{key}]({name})\n")
+    L.append("## Pictures\n")
+    for key, file in pictures.items():
+        L += [f"### {key.replace('_', ' ')}\n", captions.get(key, ""), f"\n![{key}]({file})\n"]
     L.append("## Files\n")
-    L.append("- `metrics.json`: every figure above (fractions, not percent), the setting and "
-             "the timings")
-    if view:
-        L.append("- `model.pt`: the model with its view head (`kp3d eval`, `kp3d infer`, "
-                 "`kp3d export` take it)")
-    L.append("- `train/`: the training checkpoint (it resumes training; without the view head), "
-             "`metrics.csv` and the training pictures\n" if view else
-             "- `train/`: the checkpoint (`kp3d eval`, `kp3d infer`, `kp3d export` take it), "
-             "`metrics.csv` and the training pictures\n")
+    L.append("- `metrics.json`: every figure above (fractions, not percent), kp3d's at the top "
+             "level and AutoLink's under `autolink`, the setting and the timings")
+    L.append("- `kp3d/`, `autolink/`: the training runs: the checkpoint (`kp3d eval`, "
+             "`kp3d infer`, `kp3d export` take it), `metrics.csv` and the training pictures\n")
     L.append("Reproduce: `kp3d demo --out DIR" + (" --tiny" if s["name"] == "tiny" else "") +
              f" --steps {m['step']} --seed {m['seed']}`\n")
     path = os.path.join(out, "report.md")
@@ -406,8 +314,4 @@ def write_report(out, m, pictures, model_config, train_config):
     return path
 
 
-def _div(a, b):
-    return None if a is None or b is None or not b else a / b
-
-
-__all__ = ["draw_pictures", "write_report", "structure_stats", "learning_curves"]
+__all__ = ["draw_pictures", "write_report", "comparison_table", "learning_curves"]
