@@ -174,7 +174,8 @@ def _device(name):
 def cmd_train(a):
     from .model import ModelConfig
     from .train.config import TrainConfig
-    from .train.trainer import evaluate_model, train
+    from .eval.evaluate import evaluate_model
+    from .train.trainer import train
 
     _device(a.device)
     if a.regress_images < 0 or a.test_images < 0:
@@ -215,7 +216,7 @@ def cmd_train(a):
         return 0
     print(f"trained to step {summary['step']}; checkpoint {summary.get('checkpoint')}")
     if a.eval:
-        from .train.trainer import load_model
+        from .checkpoint import load_model
 
         model, _ = load_model(a.out, a.device)
         metrics, _ = evaluate_model(model, a.data, split=a.eval_split, device=a.device,
@@ -236,7 +237,8 @@ def _write_metrics(metrics, out_dir):
 
 
 def cmd_eval(a):
-    from .train.trainer import evaluate_model, load_model
+    from .checkpoint import load_model
+    from .eval.evaluate import evaluate_model
 
     _device(a.device)
     for name in ("batch_size", "regress_images", "test_images"):
@@ -256,8 +258,8 @@ def cmd_infer(a):
     import numpy as np
     import torch
 
-    from .train import visualize
-    from .train.trainer import load_model
+    from . import viz as visualize
+    from .checkpoint import load_model
 
     _device(a.device)
     missing = [p for p in a.images if not os.path.isfile(p)]
@@ -316,7 +318,7 @@ def cmd_infer(a):
 
 
 def cmd_export(a):
-    from .train.trainer import load_model
+    from .checkpoint import load_model
 
     model, state = load_model(a.checkpoint)
     out = model.structure()
@@ -357,7 +359,7 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "infer": cmd_infer, "export": 
 def _user_errors():
     from .data import DatasetError
     from .model.perceptual import WeightsError
-    from .train.checkpoint import CheckpointError
+    from .checkpoint import CheckpointError
 
     return (UsageError, DatasetError, CheckpointError, WeightsError, ValueError,
             FileNotFoundError, PermissionError, FloatingPointError)

@@ -94,7 +94,8 @@ def run_demo(out="runs/demo", device=None, steps=None, tiny=False, seed=0, progr
     """Train both models, evaluate, draw, report. Returns the metrics (also OUT/metrics.json)."""
     from . import report
     from .eval.io import write_json
-    from .train.trainer import evaluate_model, train
+    from .eval.evaluate import evaluate_model
+    from .train.trainer import train
 
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import torch
 
-from .train import visualize
+from . import viz as visualize
 
 
 # ----------------------------------------------------------------------------- pictures

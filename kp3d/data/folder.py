@@ -1,4 +1,4 @@
-"""``folder:<root>`` — the plain folder format of SPEC section 8.
+"""``folder:<root>`` — the plain folder format for any category (docs/data.md).
 
 ``ROOT/annotations.json``::
 

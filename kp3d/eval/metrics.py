@@ -1,4 +1,4 @@
-"""Landmark metrics (SPEC section 8): 2D and 3D NME after a bias-free linear regression, with the
+"""Landmark metrics (docs/data.md): 2D and 3D NME after a bias-free linear regression, with the
 trivial baselines beside every figure. See docs/data.md for every convention used here."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def _arr(x, name, last=None):
 def to_regression_frame(pred: np.ndarray, input_frame: str) -> np.ndarray:
     """Map predictions to the frame the bias-free regression sees.
 
-    ``"kp3d"``: coordinates in the kp3d convention [-1, 1] (SPEC section 2) become AutoLink's
+    ``"kp3d"``: coordinates in the kp3d convention [-1, 1] become AutoLink's
     [0, 1] frame, ``(p + 1) / 2``, so that a bias-free map can still produce the landmark offset.
     ``"raw"``: used as given.
     """
@@ -111,7 +111,7 @@ def _reflect_best(P: np.ndarray, gt: np.ndarray, norm: np.ndarray):
 def evaluate_keypoints(pred_train_2d, gt_train_2d, pred_test_2d, gt_test_2d, *, eye_indices=None,
                        pred_train_3d=None, gt_train_3d=None, pred_test_3d=None, gt_test_3d=None,
                        yaw_test_deg=None, input_frame: str = "kp3d", landmark_names=None) -> dict:
-    """2D (and 3D) NME of discovered keypoints after a bias-free linear regression (SPEC section 8).
+    """2D (and 3D) NME of discovered keypoints after a bias-free linear regression.
 
     pred_*_2d: (N, K, 2) discovered 2D keypoints; with ``input_frame="kp3d"`` (default) they are in
     the kp3d frame [-1, 1] and are mapped to AutoLink's [0, 1] frame before the regression; use

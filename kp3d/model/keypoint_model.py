@@ -251,28 +251,4 @@ class KeypointModel(nn.Module):
         return out
 
 
-@torch.no_grad()
-def predict_dataset(model: KeypointModel, dataset, *, batch_size: int = 64, device="cpu",
-                    num_workers: int = 0) -> dict:
-    """Run the model over a dataset. Returns numpy arrays: keypoints_2d (N, K, 2) and, with the
-    3D branch, keypoints_3d, fitted_3d (N, K, 3) and rotation (N, 3, 3) (kp3d frame, [-1, 1];
-    see `predict`); and the dataset's landmarks_2d, landmarks_3d, visible, yaw_deg, index."""
-    was_training = model.training
-    model.eval()
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                                         num_workers=num_workers)
-    acc = {}
-    for batch in loader:
-        pred = model.predict(batch["image"].to(device))
-        items = {k: pred[k] for k in ("keypoints_2d", "keypoints_3d", "fitted_3d", "rotation")
-                 if k in pred}
-        for key in ("landmarks_2d", "landmarks_3d", "visible", "yaw_deg", "index"):
-            if key in batch:
-                items[key] = batch[key]
-        for k, v in items.items():
-            acc.setdefault(k, []).append(torch.as_tensor(v).cpu())
-    model.train(was_training)
-    return {k: torch.cat(v).numpy() for k, v in acc.items()}
-
-
-__all__ = ["ModelConfig", "KeypointModel", "predict_dataset", "default_edge_sigma", "MODES"]
+__all__ = ["ModelConfig", "KeypointModel", "default_edge_sigma", "MODES"]

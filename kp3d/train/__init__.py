@@ -1,11 +1,9 @@
-"""Training, checkpoints, logs and pictures for kp3d models.
+"""Training kp3d models: the configuration, the loop, and its metrics log.
 
-    from kp3d.train import TrainConfig, train, load_model, evaluate_model
+    from kp3d.train import TrainConfig, train
 """
 
-from .checkpoint import CheckpointError, load_checkpoint
 from .config import TrainConfig
-from .trainer import build_model, evaluate_model, load_model, train
+from .trainer import build_model, train
 
-__all__ = ["TrainConfig", "train", "load_model", "evaluate_model", "build_model",
-           "CheckpointError", "load_checkpoint"]
+__all__ = ["TrainConfig", "train", "build_model"]

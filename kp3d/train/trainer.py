@@ -1,5 +1,5 @@
 """The training loop (plain PyTorch): AdamW, mixed precision on CUDA, DistributedDataParallel under
-torchrun, seeded and exactly resumable; plus evaluation helpers.
+torchrun, seeded and exactly resumable.
 
 Reproducibility. All randomness of a step (the patch masks, the canonicalisation rotations, the
 flips) comes from a CPU generator seeded by (seed, step, rank), and the data order is a
@@ -16,12 +16,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..model.keypoint_model import KeypointModel, ModelConfig, predict_dataset
+from .. import checkpoint as ckpt
+from ..model.keypoint_model import KeypointModel, ModelConfig
 from ..model.losses import total_loss
 from ..model.perceptual import build_reconstruction_loss
-from . import checkpoint as ckpt
 from .config import TrainConfig
-from .logging import MetricsLog, Progress
+from .metrics_log import MetricsLog, Progress
 
 
 # ----------------------------------------------------------------------------- distribution
@@ -116,25 +116,9 @@ def set_learning_rate(optimizer, cfg: TrainConfig, step: int):
     return cfg.lr * factor
 
 
-# ----------------------------------------------------------------------------- model I/O
-
 def build_model(model_cfg: ModelConfig, seed: int = 0) -> KeypointModel:
     torch.manual_seed(seed)
     return KeypointModel(model_cfg)
-
-
-def load_model(path, device="cpu"):
-    """(model in eval mode, checkpoint dict) from a checkpoint file (or a run folder: its newest)."""
-    state = ckpt.load_checkpoint(path)
-    try:
-        model_cfg = ModelConfig.from_dict(dict(state["model_config"]))
-        model = KeypointModel(model_cfg)
-        model.load_state_dict(state["model"])
-    except (TypeError, ValueError, RuntimeError, KeyError) as exc:
-        msg = str(exc).splitlines()[0][:200]
-        raise ckpt.CheckpointError(f"{state['path']}: the model in the checkpoint does not match "
-                                   f"this kp3d ({msg})") from None
-    return model.to(device).eval(), state
 
 
 def _unwrap(model):
@@ -281,19 +265,8 @@ def save_training_checkpoint(cfg, model_cfg, model, optimizer, scaler, step, dev
     return path
 
 
-def save_model_checkpoint(path, model, step, **extra):
-    """Write the model alone (no optimiser: it does not resume training) as a kp3d checkpoint,
-    atomically; `load_model` reads it. extra: more plain entries to keep beside it."""
-    model = _unwrap(model)
-    obj = {"format": ckpt.FORMAT, "version": ckpt.VERSION, "model_config": model.config.to_dict(),
-           "step": int(step), "model": model.state_dict(), "torch_version": str(torch.__version__),
-           **extra}
-    ckpt.save_atomic(obj, path)
-    return path
-
-
 def save_pictures(model, images, out, folder, step):
-    from . import visualize
+    from .. import viz as visualize
 
     os.makedirs(folder, exist_ok=True)
     model = _unwrap(model)
@@ -308,44 +281,3 @@ def save_pictures(model, images, out, folder, step):
         visualize.structure_sheet(model.shape.mean_shape.detach().cpu().numpy(), edges, w,
                                   os.path.join(folder, f"structure_{step:08d}.png"))
 
-
-# ----------------------------------------------------------------------------- evaluation
-
-def evaluate_model(model, spec, *, split="test", image_size=None, device="cpu", batch_size=64,
-                   seed=0, regress_length=None, test_length=None):
-    """Fit the evaluation regressors on the "regress" split of a dataset and score the model on
-    `split` ("test" for published figures, "val" to choose settings), with the metrics of
-    `kp3d.eval.evaluate_keypoints` and the structure's yaw correlation. Returns
-    (metrics, {"regress": predictions, "test": predictions on `split`}).
-
-    A model without the 3D branch (mode "autolink") is scored in 3D with its flat (z = 0) lift,
-    so its nme_3d equals the flat baseline; metrics["structure_3d"] says which case it is."""
-    from ..data import build_dataset
-    from ..eval import evaluate_keypoints, structure_yaw_correlation
-
-    if split not in ("val", "test"):
-        raise ValueError(f"evaluation split must be val or test, got {split!r}")
-    model = _unwrap(model)
-    size = image_size or model.config.image_size
-    ds_r = build_dataset(spec, "regress", size, seed=seed, length=regress_length)
-    ds_t = build_dataset(spec, split, size, seed=seed, length=test_length)
-    pr = predict_dataset(model, ds_r, batch_size=batch_size, device=device)
-    pt = predict_dataset(model, ds_t, batch_size=batch_size, device=device)
-    kwargs = {}
-    if getattr(ds_t.info, "has_3d", False):
-        def lift(p):
-            if "keypoints_3d" in p:
-                return p["keypoints_3d"]
-            return np.concatenate([p["keypoints_2d"], np.zeros_like(p["keypoints_2d"][..., :1])], -1)
-        kwargs = {"pred_train_3d": lift(pr), "gt_train_3d": pr["landmarks_3d"],
-                  "pred_test_3d": lift(pt), "gt_test_3d": pt["landmarks_3d"]}
-    metrics = evaluate_keypoints(pr["keypoints_2d"], pr["landmarks_2d"], pt["keypoints_2d"],
-                                 pt["landmarks_2d"], eye_indices=ds_t.info.eye_indices,
-                                 yaw_test_deg=pt.get("yaw_deg"),
-                                 landmark_names=ds_t.info.landmark_names, **kwargs)
-    if "fitted_3d" in pt and "yaw_deg" in pt:
-        metrics["structure_yaw_corr"] = structure_yaw_correlation(pt["fitted_3d"], pt["yaw_deg"])
-    metrics.update({"structure_3d": bool(model.has_3d), "data": spec, "split": split,
-                    "num_keypoints": model.config.num_keypoints,
-                    "num_points": int(pt["keypoints_2d"].shape[1])})
-    return metrics, {"regress": pr, "test": pt}

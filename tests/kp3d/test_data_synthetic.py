@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from kp3d.data import DatasetInfo, build_dataset, render, synthetic, synthetic_car, synthetic_face
+from kp3d.data import DatasetInfo, build_dataset
+from kp3d.data.synthetic import car as synthetic_car
+from kp3d.data.synthetic import face as synthetic_face
+from kp3d.data.synthetic import render
+from kp3d.data.synthetic import scene as scene_kit
 
 CATS = ["face", "car"]
 
@@ -120,15 +124,15 @@ def test_rasterizer_zbuffer_and_coverage():
 def _sphere_scene(landmarks, size=32):
     lat, lon, f = render.uv_sphere(16, 24)
     p = render.sphere_points(lat, lon)
-    part = synthetic.make_part(p, f, np.array([0.8, 0.6, 0.5]), 0.1)
-    return synthetic.Scene(parts=[part], landmarks=np.asarray(landmarks, float), centre=(15.5, 15.5), scale=10.0,
+    part = scene_kit.make_part(p, f, np.array([0.8, 0.6, 0.5]), 0.1)
+    return scene_kit.Scene(parts=[part], landmarks=np.asarray(landmarks, float), centre=(15.5, 15.5), scale=10.0,
                            light_dir=np.array([0, 0, 1.0]), ambient=0.3, diffuse=0.7,
                            light_colour=np.ones(3), background=np.zeros((size, size, 3)))
 
 
 def test_visibility_from_zbuffer():
     lm = [[0, 0, 1], [0, 0, -1], [0.6, 0.0, 0.8], [0.6, 0.0, -0.8], [5, 5, 0]]
-    img, lm2d, lm3d, vis = synthetic.render_scene(_sphere_scene(lm), 32)
+    img, lm2d, lm3d, vis = render.render_scene(_sphere_scene(lm), 32)
     assert vis.tolist() == [True, False, True, False, False]  # front, back, front, back, outside the image
     np.testing.assert_allclose(lm2d[0], [15.5, 15.5])
     np.testing.assert_allclose(lm2d[2], [21.5, 15.5])  # x right
@@ -142,7 +146,7 @@ def test_visible_landmarks_lie_on_the_rendered_surface():
     for i in range(8):
         rng = ds.rng(i)
         scene = synthetic_face.sample_scene(rng, 64)
-        _, lm2d, lm3d, vis = synthetic.render_scene(scene, 64)
+        _, lm2d, lm3d, vis = render.render_scene(scene, 64)
         frac.append(vis.mean())
     # the face is seen from the front half-space: most landmarks are visible, not all
     assert 0.4 < np.mean(frac) < 1.0
@@ -178,7 +182,7 @@ def test_face_visibility_follows_yaw():
     vis, yaw = [], []
     for i in range(80):
         scene = synthetic_face.sample_scene(np.random.default_rng(i), 32, profile="wide")
-        vis.append(synthetic.render_scene(scene, 32)[3])
+        vis.append(render.render_scene(scene, 32)[3])
         yaw.append(scene.yaw_deg)
     vis, yaw = np.array(vis), np.array(yaw)
     frontal = np.abs(yaw) < 25
@@ -201,7 +205,7 @@ def test_pose_override_changes_only_the_pose(mod, monkeypatch):
     S = 32
 
     def render_with(pose):
-        return synthetic.render_scene(mod.sample_scene(np.random.default_rng(3), S, pose=pose), S)[:2]
+        return render.render_scene(mod.sample_scene(np.random.default_rng(3), S, pose=pose), S)[:2]
 
     img, lm = render_with(None)
     same, lm_same = render_with(drawn[0])

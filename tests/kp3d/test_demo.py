@@ -3,7 +3,7 @@
 import json
 
 from kp3d.cli import main
-from kp3d.train.trainer import load_model
+from kp3d.checkpoint import load_model
 
 
 def test_demo_tiny_end_to_end(tmp_path):
@@ -40,7 +40,7 @@ def test_demo_bad_input(tmp_path, capsys):
 def test_strongest_edges_keeps_every_edge_when_weights_are_equal():
     import numpy as np
 
-    from kp3d.train.visualize import strongest_edges
+    from kp3d.viz import strongest_edges
 
     assert strongest_edges([0.1, 3.0, 0.5, 2.0], 2).tolist() == [1, 3]
     assert strongest_edges([0.1, 3.0, 0.5, 2.0]).tolist() == [1, 3, 2, 0]

@@ -163,19 +163,27 @@ def test_synthetic_round_trip():
     assert m["nme_2d_mean_baseline"] > 0.2 and m["nme_3d_mean_baseline"] > 0.1
 
 
-def test_evaluate_on_spec_with_a_constant_predictor():
-    from kp3d.eval import evaluate_on_spec
+def test_evaluate_model_on_a_dataset_spec():
+    """evaluate_model runs a model over regress and the chosen split of a dataset spec; a model
+    whose keypoints ignore the image is the mean baseline exactly (constant keypoints in the
+    [0, 1] regression frame = a constant regressor = the least-squares mean)."""
+    from kp3d.eval.evaluate import evaluate_model
+    from kp3d.model import KeypointModel, ModelConfig
 
-    # a predictor that ignores the image is the mean baseline exactly
-    def constant(images):
-        B = len(images)
-        return torch.zeros(B, 4, 2), torch.zeros(B, 4, 3)
+    class Constant(KeypointModel):
+        def predict(self, images):
+            return {"keypoints_2d": torch.zeros(len(images), 4, 2)}
 
-    m = evaluate_on_spec(constant, "synthetic:car", 16, regress_length=12, test_length=6, batch_size=5)
-    assert m["dataset"] == "synthetic:car" and m["num_test"] == 6 and m["nme_2d_norm"] == "box-diagonal"
-    assert "nme_3d" in m and "yaw_bins" in m
-    # constant keypoints in the [0, 1] regression frame = a constant regressor = the least-squares mean
+    model = Constant(ModelConfig(num_keypoints=4, image_size=16, mode="autolink", mask_grid=4,
+                                 detector_widths=(4, 4), decoder_widths=(4, 4)))
+    m, preds = evaluate_model(model, "synthetic:car", split="val", regress_length=12,
+                              test_length=6, batch_size=5)
+    assert m["data"] == "synthetic:car" and m["split"] == "val" and m["num_test"] == 6
+    assert m["nme_2d_norm"] == "box-diagonal" and "nme_3d" in m and "yaw_bins" in m
     assert m["nme_2d"] == pytest.approx(m["nme_2d_mean_baseline"], rel=1e-6)
+    assert preds["test"]["keypoints_2d"].shape == (6, 4, 2)
+    with pytest.raises(ValueError, match="split"):
+        evaluate_model(model, "synthetic:car", split="train")
 
 
 def test_structure_yaw_correlation():

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from kp3d.model import KeypointModel, ModelConfig, predict_dataset, random_patch_mask
+from kp3d.eval.evaluate import predict_dataset
+from kp3d.model import KeypointModel, ModelConfig, random_patch_mask
 from kp3d.model.detector import Detector
 from kp3d.model.keypoint_model import default_edge_sigma
 

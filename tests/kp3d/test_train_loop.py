@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from kp3d.model import KeypointModel, ModelConfig
-from kp3d.train import checkpoint as ckpt
+from kp3d import checkpoint as ckpt
 from kp3d.train.config import TrainConfig
-from kp3d.train.trainer import StepBatchSampler, load_model, step_generator, train
+from kp3d.checkpoint import load_model
+from kp3d.train.trainer import StepBatchSampler, step_generator, train
 
 MODEL = dict(num_keypoints=4, image_size=32, detector_widths=(8, 16), decoder_widths=(8, 16),
              lifter_hidden=16, lifter_depth=1)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import render
-from .synthetic import Part, Scene, ellipsoid_map, extreme_point, make_part
+from .scene import Part, Scene, ellipsoid_map, extreme_point, make_part
 
 LANDMARK_NAMES = [
     "left_eye", "right_eye", "nose_tip", "mouth_left", "mouth_right",  # the five MAFL landmarks, MAFL order

@@ -10,8 +10,12 @@ frame is (x right, y down, z towards the viewer) in pixel units, pixel centres a
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .scene import Scene
 
 
 # ----------------------------------------------------------------------------- meshes
@@ -348,3 +352,52 @@ def finish_image(rng: np.random.Generator, img: np.ndarray, size: int, blur_max:
     img = np.clip(img, 0, 1) ** rng.uniform(0.8, 1.25)
     img = img + np.float32(rng.uniform(0.0, noise_max)) * rng.standard_normal(img.shape, dtype=np.float32)
     return np.clip(img, 0.0, 1.0)
+
+
+def render_scene(scene: Scene, size: int):
+    """Render a scene. Returns (image (S, S, 3) in [0, 1], landmarks_2d (L, 2), landmarks_3d (L, 3), visible (L,))."""
+    S = size
+    nv = sum(len(p.verts) for p in scene.parts)
+    V = np.concatenate([p.verts for p in scene.parts])
+    col = np.empty((nv, 3))
+    spc = np.empty(nv)
+    faces = []
+    off = 0
+    for p in scene.parts:
+        n = len(p.verts)
+        col[off:off + n] = p.colour
+        spc[off:off + n] = p.spec
+        faces.append(p.faces + off)
+        off += n
+    F = np.concatenate(faces)
+    s = scene.scale
+    xy = scene.to_pixels(V)
+    z = s * V[:, 2]
+    x, y = V[:, 0], V[:, 1]
+    f0, f1, f2 = F[:, 0], F[:, 1], F[:, 2]
+    fn_z = (x[f1] - x[f0]) * (y[f2] - y[f0]) - (y[f1] - y[f0]) * (x[f2] - x[f0])
+    front = F[fn_z > 0]  # back-face culling (outward winding, viewer along +z)
+    pid, tri, bary, zbuf = rasterize(xy, z, front, S)
+    vn = vertex_normals(V, F)
+    fv = front[tri]
+    attr = np.concatenate([vn, col, spc[:, None]], 1)  # interpolate normal, albedo, specular together
+    a = bary[:, 0:1] * attr[fv[:, 0]] + bary[:, 1:2] * attr[fv[:, 1]] + bary[:, 2:3] * attr[fv[:, 2]]
+    nrm, alb, sp = a[:, 0:3], a[:, 3:6], a[:, 6]
+    rgb = shade(nrm, alb, sp, scene.light_dir, scene.ambient, scene.diffuse, scene.shininess, scene.light_colour)
+    img = scene.background.reshape(S * S, 3).copy()
+    img[pid] = rgb
+    img = img.reshape(S, S, 3)
+
+    L = scene.landmarks
+    lm2d = scene.to_pixels(L)
+    lm3d = np.concatenate([lm2d, s * L[:, 2:3]], 1)
+    r = np.rint(lm2d).astype(np.int64)
+    inside = (r[:, 0] >= 0) & (r[:, 0] < S) & (r[:, 1] >= 0) & (r[:, 1] < S)
+    visible = np.zeros(len(L), bool)
+    if inside.any():
+        ri = r[inside]
+        # nearest surface depth in a 3x3 neighbourhood, so silhouette landmarks are not lost to sampling
+        # visible when no surface lies more than a small tolerance in front of it at its pixel
+        zc = zbuf[ri[:, 1] * S + ri[:, 0]]
+        visible[inside] = lm3d[inside, 2] >= zc - scene.occlusion_tol * s
+    return img, lm2d, lm3d, visible

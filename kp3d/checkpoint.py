@@ -1,4 +1,5 @@
-"""Checkpoints: written atomically (temp file + fsync + rename), read with weights_only=True.
+"""Checkpoints: written atomically (temp file + fsync + rename), read with weights_only=True;
+`load_model` rebuilds the model a checkpoint holds.
 
 A checkpoint is a dict {"format": "kp3d-checkpoint", "version": 2, "model_config", "train_config",
 "step", "model", "optimizer", "scaler", "rng", ...} holding only tensors and plain Python
@@ -13,6 +14,8 @@ import zipfile
 
 import numpy as np
 import torch
+
+from .model import KeypointModel, ModelConfig
 
 FORMAT = "kp3d-checkpoint"
 # 2: the model is the paper's method alone; version 1 models carried experiment branches
@@ -148,3 +151,19 @@ def _py_state_to_plain(s):
 def _plain_to_py_state(s):
     version, internal, gauss = s
     return (version, tuple(internal), gauss)
+
+
+def load_model(path, device="cpu"):
+    """(model in eval mode, checkpoint dict) from a checkpoint file (or a run folder: its newest).
+
+    Raises CheckpointError with a one-line reason when the file is missing, unreadable, not a
+    kp3d checkpoint, from an older kp3d, or holds a model this kp3d cannot build."""
+    state = load_checkpoint(path)
+    try:
+        model = KeypointModel(ModelConfig.from_dict(dict(state["model_config"])))
+        model.load_state_dict(state["model"])
+    except (TypeError, ValueError, RuntimeError, KeyError) as exc:
+        msg = str(exc).splitlines()[0][:200]
+        raise CheckpointError(f"{state['path']}: the model in the checkpoint does not match "
+                              f"this kp3d ({msg})") from None
+    return model.to(device).eval(), state

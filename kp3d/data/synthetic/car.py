@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import render
-from .synthetic import Scene, make_part
+from .scene import Scene, make_part
 
 LANDMARK_NAMES = [
     "wheel_front_left", "wheel_front_right", "wheel_rear_left", "wheel_rear_right",
