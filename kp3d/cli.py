@@ -15,31 +15,13 @@ import json
 import os
 import sys
 
-MODEL_SIZES = {
-    # name: (detector widths, decoder widths)
-    "tiny": ((16, 32, 64), (16, 32, 64, 128)),
-    "small": ((32, 64, 128), (32, 64, 128, 256)),
-    "autolink": ((64, 128, 256, 512), (64, 128, 256, 512, 512)),
-}
-
-
-class UsageError(ValueError):
-    """Bad command-line input."""
-
+from .config import add_arguments as add_config_arguments
+from .config import from_arguments as config_from_arguments
+from .errors import ConfigError, UsageError
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, no usage block
         raise UsageError(f"{message} (see `{self.prog} --help`)")
-
-
-def _widths(text):
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"widths must be positive integers, got {text!r}")
-    return values
 
 
 def build_parser():
@@ -49,74 +31,20 @@ def build_parser():
     sub.required = True
 
     t = sub.add_parser("train", help="train a model", description="Train a model; checkpoints "
-                       "(ckpt-*.pt), metrics.csv and pictures go under --out.")
-    t.add_argument("--data", required=True, help="dataset spec, e.g. synthetic:face, folder:PATH")
-    t.add_argument("--keypoints", "-k", type=int, required=True, help="number of keypoints K (>= 2)")
-    t.add_argument("--steps", type=int, required=True, help="training steps")
-    t.add_argument("--batch-size", type=int, default=32, help="global batch size (default 32)")
-    t.add_argument("--image-size", type=int, default=64, help="image side in pixels (default 64)")
-    t.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    t.add_argument("--out", required=True, help="run folder")
+                       "(ckpt-*.pt), metrics.csv and pictures go under --out. Every field of the "
+                       "configuration (kp3d.config) is an option; later sources win: the "
+                       "defaults, --preset, --config FILE, then the options given.")
     t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    t.add_argument("--mode", choices=("3d", "autolink"), default="3d",
-                   help="3d: the full method; autolink: AutoLink itself, without the 3D branch and the "
-                        "repulsion loss (the paper's 2D ablation)")
-    t.add_argument("--model-size", choices=tuple(MODEL_SIZES), default="small",
-                   help="network widths preset (default small; autolink = the paper's)")
-    t.add_argument("--detector-widths", type=_widths, help="override, e.g. 16,32,64")
-    t.add_argument("--decoder-widths", type=_widths, help="override, e.g. 16,32,64,128")
-    t.add_argument("--basis", type=int, default=2, help="number of deformation bases n (default 2)")
-    t.add_argument("--edge-sigma", type=float, default=0.0, help="edge falloff width (0 = auto)")
-    t.add_argument("--edge-falloff", choices=("gaussian", "exp"), default="gaussian")
-    t.add_argument("--temperature", type=float, default=1.0,
-                   help="soft-argmax temperature (softmax of heatmap / T; default 1)")
-    t.add_argument("--mask-keep", type=float, default=0.2,
-                   help="fraction of image patches the decoder sees (default 0.2, AutoLink)")
-    t.add_argument("--mask-grid", type=int, default=16,
-                   help="the mask's patches per side (default 16, AutoLink; must divide the image size)")
-    t.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default 1e-4)")
-    t.add_argument("--weight-decay", type=float, default=1e-3)
-    t.add_argument("--edge-lr-mult", type=float, default=1.0,
-                   help="edge-weight lr multiplier (default 1: the softplus scale of 512 already "
-                        "makes the weights fast)")
-    t.add_argument("--edge-weight-init", type=float, default=None,
-                   help="initial edge weight (default AutoLink's softplus(-4) = 0.018)")
-    t.add_argument("--fixed-edge-weights", action="store_true",
-                   help="keep every edge weight at --edge-weight-init (no learning)")
-    t.add_argument("--structure-lr-mult", type=float, default=10.0)
-    t.add_argument("--warmup-steps", type=int, default=0)
-    t.add_argument("--lr-decay", choices=("none", "cosine"), default="none",
-                   help="none (AutoLink: constant lr) or cosine (to 0 at the last step)")
-    t.add_argument("--reconstruction", default="auto",
-                   choices=("auto", "vgg", "lite0", "random", "pyramid", "ssim", "l1"),
-                   help="reconstruction loss (auto: VGG16 with --vgg-weights, else the pretrained "
-                        "EfficientNet-Lite0 features of the pip package)")
-    t.add_argument("--vgg-weights", default="", help="local torchvision vgg16 state dict (.pth)")
-    t.add_argument("--vgg-resize", type=int, default=0, help="resize before VGG (AutoLink 224; 0 = no)")
-    t.add_argument("--w-projection", type=float, default=1.0)
-    t.add_argument("--w-repulsion", type=float, default=0.1,
-                   help="repulsion loss weight (default 0.1; --mode autolink has none)")
-    t.add_argument("--w-canonicalization", type=float, default=1.0)
-    t.add_argument("--projection-loss", choices=("huber", "l1", "l2"), default="huber")
-    t.add_argument("--projection-warmup", type=int, default=0,
-                   help="steps during which the projection loss does not move the detector")
-    t.add_argument("--repulsion-bandwidth", type=float, default=0.0,
-                   help="repulsion bandwidth h in [-1, 1] units (0 = auto, 0.7 / sqrt(K))")
-    t.add_argument("--hflip", action="store_true", help="random horizontal flips")
-    t.add_argument("--train-images", type=int, default=0, help="training images (0 = the dataset's)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--num-workers", type=int, default=0, help="data loader workers")
-    t.add_argument("--checkpoint-every", type=int, default=500)
-    t.add_argument("--log-every", type=int, default=10)
-    t.add_argument("--image-every", type=int, default=500)
-    t.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--print-config", action="store_true",
+                   help="print the resolved configuration as JSON (a --config FILE) and exit")
     t.add_argument("--eval", action="store_true", help="evaluate at the end (writes OUT/metrics.json)")
     t.add_argument("--eval-split", choices=("val", "test"), default="val",
                    help="with --eval: val (default; choose settings on it) or test (published figures)")
     t.add_argument("--regress-images", type=int, default=0,
                    help="with --eval: images to fit the regressor (0 = all)")
-    t.add_argument("--test-images", type=int, default=0, help="with --eval: images of the scored split (0 = all)")
+    t.add_argument("--test-images", type=int, default=0,
+                   help="with --eval: images of the scored split (0 = all)")
+    add_config_arguments(t)
 
     e = sub.add_parser("eval", help="evaluate a checkpoint",
                        description="2D/3D NME with baselines (docs/data.md); writes DIR/metrics.json.")
@@ -172,58 +100,32 @@ def _device(name):
 
 
 def cmd_train(a):
-    from .model import ModelConfig
-    from .train.config import TrainConfig
     from .eval.evaluate import evaluate_model
     from .train.trainer import train
 
-    _device(a.device)
+    config = config_from_arguments(a)
+    if a.print_config:
+        print(json.dumps(config.to_dict(), indent=2))
+        return 0
+    _device(config.train.device)
     if a.regress_images < 0 or a.test_images < 0:
         raise UsageError("--regress-images and --test-images must be >= 0")
-    det, dec = MODEL_SIZES[a.model_size]
-    model_cfg = ModelConfig(num_keypoints=a.keypoints, image_size=a.image_size, mode=a.mode,
-                            detector_widths=a.detector_widths or det,
-                            decoder_widths=a.decoder_widths or dec, num_basis=a.basis,
-                            edge_sigma=a.edge_sigma, edge_falloff=a.edge_falloff,
-                            temperature=a.temperature, mask_keep=a.mask_keep,
-                            mask_grid=a.mask_grid, learn_edge_weights=not a.fixed_edge_weights,
-                            **({} if a.edge_weight_init is None
-                               else {"edge_weight_init": a.edge_weight_init}))
-    cfg = TrainConfig(data=a.data, out=a.out, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
-                      weight_decay=a.weight_decay, edge_lr_mult=a.edge_lr_mult,
-                      structure_lr_mult=a.structure_lr_mult, warmup_steps=a.warmup_steps,
-                      lr_decay=a.lr_decay,
-                      seed=a.seed, train_length=a.train_images, device=a.device,
-                      amp=not a.no_amp, num_workers=a.num_workers, hflip=a.hflip,
-                      reconstruction=a.reconstruction, vgg_weights=a.vgg_weights,
-                      vgg_resize=a.vgg_resize, w_projection=a.w_projection,
-                      w_repulsion=a.w_repulsion, w_canonicalization=a.w_canonicalization,
-                      projection_loss=a.projection_loss, projection_warmup=a.projection_warmup,
-                      repulsion_bandwidth=a.repulsion_bandwidth,
-                      checkpoint_every=a.checkpoint_every, log_every=a.log_every,
-                      image_every=a.image_every, progress=not a.no_progress).validate()
-    if a.reconstruction == "vgg" and not a.vgg_weights:
-        raise UsageError("--reconstruction vgg needs --vgg-weights PATH")
-    if a.vgg_weights and not os.path.isfile(a.vgg_weights):
-        raise UsageError(f"--vgg-weights: file not found: {a.vgg_weights}")
-    from .data import build_dataset
-
-    dataset = build_dataset(a.data, "train", a.image_size, seed=cfg.data_seed,
-                            length=a.train_images or None)
-    summary = train(cfg, model_cfg, resume=a.resume, dataset=dataset,
-                    log=lambda m: print(m, file=sys.stderr))
+    if config.train.vgg_weights and not os.path.isfile(config.train.vgg_weights):
+        raise UsageError(f"--vgg-weights: file not found: {config.train.vgg_weights}")
+    summary = train(config, resume=a.resume, log=lambda m: print(m, file=sys.stderr))
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     print(f"trained to step {summary['step']}; checkpoint {summary.get('checkpoint')}")
     if a.eval:
         from .checkpoint import load_model
 
-        model, _ = load_model(a.out, a.device)
-        metrics, _ = evaluate_model(model, a.data, split=a.eval_split, device=a.device,
+        out, device = config.train.out, config.train.device
+        model, _ = load_model(out, device)
+        metrics, _ = evaluate_model(model, config.data.spec, split=a.eval_split, device=device,
                                     regress_length=a.regress_images or None,
                                     test_length=a.test_images or None)
         metrics["checkpoint"], metrics["step"] = summary.get("checkpoint"), int(summary["step"])
-        _write_metrics(metrics, a.out)
+        _write_metrics(metrics, out)
     return 0
 
 
@@ -357,11 +259,13 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "infer": cmd_infer, "export": 
 
 
 def _user_errors():
+    """The errors a user can fix: printed as one line. Anything else is a bug and keeps its
+    traceback."""
+    from .checkpoint import CheckpointError
     from .data import DatasetError
     from .model.perceptual import WeightsError
-    from .checkpoint import CheckpointError
 
-    return (UsageError, DatasetError, CheckpointError, WeightsError, ValueError,
+    return (UsageError, ConfigError, DatasetError, CheckpointError, WeightsError,
             FileNotFoundError, PermissionError, FloatingPointError)
 
 

@@ -14,123 +14,89 @@ test faces; and writes, under --out:
     learning_curves.png     kp3d's loss terms over training
     kp3d/, autolink/        the training runs (checkpoints, metrics.csv, pictures)
 
-Three settings: `cpu` (the default without a GPU: both runs within 15 minutes on two cores,
-set-up included), `gpu` (the default with one) and `tiny` (the CI setting: seconds).
+Three settings, the presets of kp3d.config: `cpu` (the default without a GPU: both runs
+within 15 minutes on two cores, set-up included), `gpu` (the default with one) and `tiny` (the
+CI setting: seconds).
 """
 
 import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
 
 import torch
 
-DATA = "synthetic:face"
 METRIC_KEYS = ("nme_2d", "nme_2d_mean_baseline", "nme_3d", "nme_3d_flat_baseline",
                "structure_yaw_corr", "num_keypoints", "num_points")
+# (images the regressors are fit on, test images) by setting
+EVAL_IMAGES = {"cpu": (2000, 1000), "gpu": (2000, 1000), "tiny": (24, 16)}
+CPU_THREADS = 2
 
 
-@dataclass(frozen=True)
-class DemoSettings:
-    """One demo setting: the budget and the paper's knobs it trains with."""
-
-    name: str
-    steps: int
-    keypoints: int = 8
-    image_size: int = 64
-    batch_size: int = 16
-    lr: float = 1e-3
-    detector_widths: tuple = (16, 32, 64)
-    decoder_widths: tuple = (16, 32, 64, 128)
-    reconstruction: str = "auto"
-    learn_edge_weights: bool = False
-    edge_weight_init: float = 1.0
-    w_repulsion: float = 0.1
-    projection_warmup: int = 0
-    regress_images: int = 2000
-    test_images: int = 1000
-    image_every: int = 500
-    threads: int = 2
-    data_workers: int = 0
+def choose_setting(device, tiny=False) -> str:
+    """The preset the demo runs: tiny, gpu on a CUDA device, else cpu."""
+    return "tiny" if tiny else ("gpu" if str(device).startswith("cuda") else "cpu")
 
 
-SETTINGS = {
-    "cpu": DemoSettings("cpu", steps=1200),
-    "gpu": DemoSettings("gpu", steps=4000, keypoints=16, batch_size=64, lr=5e-4,
-                        detector_widths=(32, 64, 128), decoder_widths=(32, 64, 128, 256),
-                        image_every=1000, data_workers=min(8, max(0, (os.cpu_count() or 1) - 1))),
-    "tiny": DemoSettings("tiny", steps=4, keypoints=6, image_size=32, batch_size=4,
-                         detector_widths=(8, 16), decoder_widths=(8, 16, 32), regress_images=24,
-                         test_images=16, image_every=1000),
-}
+def demo_config(setting: str, mode: str, out: str, device, *, steps=None, seed=0, progress=True):
+    """The `kp3d.config.Config` of one of the demo's two runs: the preset, the mode, and where
+    it writes; the data are the built-in faces."""
+    from .config import build_config
 
-
-def choose_settings(device, tiny=False, steps=None) -> DemoSettings:
-    s = SETTINGS["tiny" if tiny else ("gpu" if str(device).startswith("cuda") else "cpu")]
-    return s if steps is None else replace(s, steps=int(steps))
-
-
-def configs(s: DemoSettings, mode: str, out: str, device, seed=0, progress=True):
-    """(TrainConfig, ModelConfig) of one of the demo's two runs."""
-    from .model import ModelConfig
-    from .train.config import TrainConfig
-
-    model_cfg = ModelConfig(num_keypoints=s.keypoints, image_size=s.image_size, mode=mode,
-                            detector_widths=s.detector_widths, decoder_widths=s.decoder_widths,
-                            learn_edge_weights=s.learn_edge_weights,
-                            edge_weight_init=s.edge_weight_init)
-    cfg = TrainConfig(data=DATA, out=out, steps=s.steps, batch_size=s.batch_size, lr=s.lr,
-                      seed=seed, device=str(device), reconstruction=s.reconstruction,
-                      w_repulsion=s.w_repulsion, projection_warmup=min(s.projection_warmup, s.steps),
-                      checkpoint_every=s.steps, keep_checkpoints=1,
-                      log_every=max(1, min(10, s.steps // 4)), image_every=s.image_every,
-                      num_workers=s.data_workers, progress=progress)
-    return cfg, model_cfg
+    steps = steps or build_config(setting).train.steps
+    return build_config(setting, overrides={
+        "model.mode": mode, "data.spec": "synthetic:face", "train.out": out,
+        "train.device": str(device), "train.seed": seed, "train.progress": progress,
+        "train.steps": steps, "train.checkpoint_every": steps, "train.keep_checkpoints": 1,
+        "train.log_every": max(1, min(10, steps // 4))})
 
 
 def run_demo(out="runs/demo", device=None, steps=None, tiny=False, seed=0, progress=True,
              log=None) -> dict:
     """Train both models, evaluate, draw, report. Returns the metrics (also OUT/metrics.json)."""
     from . import report
-    from .eval.io import write_json
     from .eval.evaluate import evaluate_model
+    from .eval.io import write_json
     from .train.trainer import train
 
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    s = choose_settings(device, tiny, steps)
-    if device == "cpu" and s.threads and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(min(s.threads, os.cpu_count() or 1))
+    setting = choose_setting(device, tiny)
+    if device == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(min(CPU_THREADS, os.cpu_count() or 1))
+    regress_images, test_images = EVAL_IMAGES[setting]
     os.makedirs(out, exist_ok=True)
     t_start = time.time()
     runs = {}
     for mode, name in (("3d", "kp3d"), ("autolink", "autolink")):
-        cfg, model_cfg = configs(s, mode, os.path.join(out, name), device, seed, progress)
-        log(f"kp3d demo: training {name} on {DATA} ({s.name} setting: {s.steps} steps, "
-            f"K = {s.keypoints}, {s.image_size} x {s.image_size}, batch {s.batch_size}, "
-            f"device {device}, {torch.get_num_threads()} threads)")
+        config = demo_config(setting, mode, os.path.join(out, name), device, steps=steps, seed=seed,
+                             progress=progress)
+        m = config.model
+        log(f"kp3d demo: training {name} on {config.data.spec} ({setting} setting: "
+            f"{config.train.steps} steps, K = {m.num_keypoints}, {m.image_size} x {m.image_size}, "
+            f"batch {config.train.batch_size}, device {device}, {torch.get_num_threads()} threads)")
         t0 = time.time()
-        summary = train(cfg, model_cfg, log=log)
+        summary = train(config, log=log)
         t_train = time.time() - t0
-        log(f"kp3d demo: evaluating {name} on {s.test_images} test faces "
-            f"(regression fit on {s.regress_images})")
+        log(f"kp3d demo: evaluating {name} on {test_images} test faces "
+            f"(regression fit on {regress_images})")
         t0 = time.time()
         model = summary["model"].eval()
-        metrics, preds = evaluate_model(model, DATA, split="test", device=device,
-                                        regress_length=s.regress_images, test_length=s.test_images)
+        metrics, preds = evaluate_model(model, config.data.spec, split="test", device=device,
+                                        regress_length=regress_images, test_length=test_images)
         metrics.update({"step": int(summary["step"]), "checkpoint": summary.get("checkpoint"),
                         "time_train_s": t_train, "time_eval_s": time.time() - t0})
-        runs[name] = (model, metrics, preds, cfg)
+        runs[name] = (model, metrics, preds, config)
 
     t0 = time.time()
-    model, metrics, preds, cfg = runs["kp3d"]
-    pictures = report.draw_pictures(model, DATA, preds, out, device=device, train_dir=cfg.out)
-    pictures.update(report.draw_pictures(runs["autolink"][0], DATA, runs["autolink"][2], out,
-                                         device=device, prefix="autolink_", only_keypoints=True))
-    metrics = {**metrics, "autolink": runs["autolink"][1], "setting": asdict(s),
-               "device": str(device), "threads": torch.get_num_threads(), "seed": seed,
-               "time_pictures_s": time.time() - t0, "time_total_s": time.time() - t_start}
+    model, metrics, preds, config = runs["kp3d"]
+    pictures = report.draw_pictures(model, config.data.spec, preds, out, device=device,
+                                    train_dir=config.train.out)
+    pictures.update(report.draw_pictures(runs["autolink"][0], config.data.spec, runs["autolink"][2],
+                                         out, device=device, prefix="autolink_", only_keypoints=True))
+    metrics = {**metrics, "autolink": runs["autolink"][1], "setting": setting,
+               "config": config.to_dict(), "device": str(device), "threads": torch.get_num_threads(),
+               "seed": seed, "time_pictures_s": time.time() - t0, "time_total_s": time.time() - t_start}
     write_json(os.path.join(out, "metrics.json"), metrics)
     path = report.write_report(out, metrics, pictures)
     log(f"kp3d demo: done in {metrics['time_total_s']:.0f} s; report {path}")
@@ -144,4 +110,4 @@ def ratio(a, b):
     return float(a) / float(b)
 
 
-__all__ = ["run_demo", "SETTINGS", "DemoSettings", "choose_settings", "configs", "METRIC_KEYS"]
+__all__ = ["run_demo", "demo_config", "choose_setting", "EVAL_IMAGES", "METRIC_KEYS"]

@@ -241,21 +241,22 @@ def comparison_table(m: dict) -> list:
 
 def write_report(out, m, pictures):
     """Write OUT/report.md from the demo's metrics and pictures. Returns its path."""
-    s = m["setting"]
+    c = m["config"]
+    model, tr = c["model"], c["train"]
     L = ["# kp3d demo report\n",
          "Unsupervised 2D keypoints, their links and a 3D structure learned from single images "
          "of synthetic faces, with no labels (Wang, Cao, Bernard, CVPR 2024), beside its 2D "
          "ablation, AutoLink (He, Wandt, Rhodin, NeurIPS 2022), trained with the same budget. "
          "The landmarks are used only to score the result.\n", "## What was trained\n"]
-    L.append(f"- data: `{m.get('data')}` (procedural 3D heads, framed as AutoLink's CelebA "
-             f"protocol, yaw within +-30 deg), {s['image_size']} x {s['image_size']} pixels")
-    links = ("links learned" if s["learn_edge_weights"] else
-             f"links fixed: every pair at weight {s['edge_weight_init']:g}")
-    L.append(f"- setting `{s['name']}`: {m['step']} steps, batch {s['batch_size']}, "
-             f"K = {s['keypoints']} keypoints, AdamW lr {s['lr']}, detector widths "
-             f"{list(s['detector_widths'])}, decoder widths {list(s['decoder_widths'])}, "
-             f"reconstruction loss `{s['reconstruction']}`, {links}")
-    L.append(f"- kp3d: reconstruction + projection + repulsion (weight {s['w_repulsion']:g}) + "
+    L.append(f"- data: `{c['data']['spec']}` (procedural 3D heads, framed as AutoLink's CelebA "
+             f"protocol, yaw within +-30 deg), {model['image_size']} x {model['image_size']} pixels")
+    links = ("links learned" if model["learn_edge_weights"] else
+             f"links fixed: every pair at weight {model['edge_weight_init']:g}")
+    L.append(f"- setting `{m['setting']}`: {m['step']} steps, batch {tr['batch_size']}, "
+             f"K = {model['num_keypoints']} keypoints, AdamW lr {tr['lr']}, detector widths "
+             f"{list(model['detector_widths'])}, decoder widths {list(model['decoder_widths'])}, "
+             f"reconstruction loss `{tr['reconstruction']}`, {links}")
+    L.append(f"- kp3d: reconstruction + projection + repulsion (weight {tr['w_repulsion']:g}) + "
              f"canonicalisation; AutoLink: reconstruction alone")
     L.append(f"- device `{m['device']}`, {m['threads']} CPU threads, seed {m['seed']}")
     a = m.get("autolink", {})
@@ -306,7 +307,7 @@ def write_report(out, m, pictures):
              "level and AutoLink's under `autolink`, the setting and the timings")
     L.append("- `kp3d/`, `autolink/`: the training runs: the checkpoint (`kp3d eval`, "
              "`kp3d infer`, `kp3d export` take it), `metrics.csv` and the training pictures\n")
-    L.append("Reproduce: `kp3d demo --out DIR" + (" --tiny" if s["name"] == "tiny" else "") +
+    L.append("Reproduce: `kp3d demo --out DIR" + (" --tiny" if m["setting"] == "tiny" else "") +
              f" --steps {m['step']} --seed {m['seed']}`\n")
     path = os.path.join(out, "report.md")
     with open(path, "w") as f:

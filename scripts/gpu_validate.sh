@@ -48,9 +48,10 @@ for op in edge_map soft_argmax repulsion_loss nearest_neighbor; do
   echo "$op: $(tail -1 "$OUT_DIR/bench_$op.log")"
 done
 
-step "one training step, B=64 K=32 128x128, model size small, float32"
+step "one training step, B=64 K=32 128x128, widths 32-64-128, float32"
 for backend in auto torch; do
-  "$PY" -m kp3d.train.benchmark --device cuda --backend "$backend" --steps 10 --warmup 3 \
+  "$PY" -P benchmarks/train_step.py --device cuda --model.backend "$backend" --timed-steps 10 --warmup 3 \
+    --keypoints 32 --image-size 128 --batch-size 64 --train.amp false --reconstruction random \
     > "$OUT_DIR/step_$backend.json" || status=1
   "$PY" -c "import json,sys; d = json.load(open(sys.argv[1])); print(f\"{sys.argv[2]}: {d['step_s_median'] * 1e3:.1f} ms median, peak {d['peak_cuda_mib'] / 1024:.2f} GiB\")" \
     "$OUT_DIR/step_$backend.json" "$backend"

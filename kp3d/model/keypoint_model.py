@@ -19,6 +19,8 @@ from torch import nn
 from kp3d_kernels import EdgeMapRenderer
 from kp3d_kernels.modules import AUTOLINK_INITIAL_WEIGHT
 
+from ..errors import ConfigError
+from ..options import option
 from .decoder import Decoder, random_patch_mask
 from .detector import Detector
 from .structure3d import Canonicalizer, Lifter, ShapeModel, random_rotations
@@ -42,71 +44,89 @@ def default_edge_sigma(num_keypoints: int, image_size: int, falloff: str = "gaus
 
 @dataclass
 class ModelConfig:
-    """The model's architecture; stored in every checkpoint.
+    """The model's architecture; stored in every checkpoint, validated on creation."""
 
-    Widths: AutoLink's are detector (64, 128, 256, 512) and decoder (64, 128, 256, 512, 512).
-    edge_sigma 0 means AutoLink's line width for K (`default_edge_sigma`). The edge weights are
-    softplus(edge_lr_scale * theta) (AutoLink's parameterisation), starting near
-    edge_weight_init; learn_edge_weights False keeps them there. The decoder sees mask_keep of
-    the mask_grid^2 patches of the image (AutoLink: 0.2 of 16 x 16). num_basis is the size of
-    the deformation basis B; canonicalization adds C3DPO's canonicalisation network.
-    """
-
-    num_keypoints: int = 16
-    image_size: int = 64
-    mode: str = "3d"
-    detector_widths: tuple = (32, 64, 128)
-    decoder_widths: tuple = (32, 64, 128, 256)
-    temperature: float = 1.0
-    edge_falloff: str = "gaussian"
-    edge_sigma: float = 0.0
-    edge_lr_scale: float = 512.0
-    edge_weight_init: float = AUTOLINK_INITIAL_WEIGHT
-    learn_edge_weights: bool = True
-    mask_grid: int = 16
-    mask_keep: float = 0.2
-    num_basis: int = 2
-    lifter_hidden: int = 256
-    lifter_depth: int = 2
-    canonicalization: bool = True
-    backend: str = "auto"
+    num_keypoints: int = option(16, "number of keypoints K (>= 2)", "--keypoints", "-k")
+    image_size: int = option(64, "image side in pixels", "--image-size")
+    mode: str = option("3d", "3d: the paper's method; autolink: AutoLink itself, without the 3D "
+                       "branch and the repulsion loss (the paper's 2D ablation)", "--mode")
+    detector_widths: tuple = option(None, "detector channels per level, e.g. 16,32,64 "
+                                    "(AutoLink: 64,128,256,512)", "--detector-widths",
+                                    factory=lambda: (32, 64, 128))
+    decoder_widths: tuple = option(None, "decoder UNet channels per level "
+                                   "(AutoLink: 64,128,256,512,512)", "--decoder-widths",
+                                   factory=lambda: (32, 64, 128, 256))
+    temperature: float = option(1.0, "soft-argmax temperature (softmax of heatmap / T)",
+                                "--temperature")
+    edge_falloff: str = option("gaussian", "gaussian (AutoLink: exp(-d^2/sigma)) or exp "
+                               "(exp(-d/sigma))", "--edge-falloff")
+    edge_sigma: float = option(0.0, "edge width sigma (0 = AutoLink's for K and the image size)",
+                               "--edge-sigma")
+    edge_lr_scale: float = option(512.0, "edge weights are softplus(scale * theta) (AutoLink: 512)")
+    edge_weight_init: float = option(AUTOLINK_INITIAL_WEIGHT, "initial edge weight (AutoLink: "
+                                     "softplus(-4) = 0.018)", "--edge-weight-init")
+    learn_edge_weights: bool = option(True, "learn the edge weights (false: they stay at "
+                                      "edge_weight_init)", flags={"--fixed-edge-weights": False})
+    mask_grid: int = option(16, "the mask's cells per side (AutoLink: 16)", "--mask-grid")
+    mask_keep: float = option(0.2, "fraction of mask cells the decoder sees (AutoLink: 0.2)",
+                              "--mask-keep")
+    num_basis: int = option(2, "number of deformation bases n", "--basis")
+    lifter_hidden: int = option(256, "width of the lifter and canonicaliser MLPs")
+    lifter_depth: int = option(2, "residual blocks of the lifter and canonicaliser MLPs")
+    canonicalization: bool = option(True, "C3DPO's canonicalisation network and loss")
+    backend: str = option("auto", "kernel backend: auto, torch, cpu, cuda, triton")
 
     def __post_init__(self):
-        self.detector_widths = tuple(int(w) for w in self.detector_widths)
-        self.decoder_widths = tuple(int(w) for w in self.decoder_widths)
+        for name in ("detector_widths", "decoder_widths"):
+            widths = getattr(self, name)
+            try:
+                widths = tuple(int(w) for w in widths)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{name} must be a sequence of integers, got {widths!r}") from None
+            if not widths or min(widths) < 1:
+                raise ConfigError(f"{name} must be positive integers, got {widths!r}")
+            setattr(self, name, widths)
         self.validate()
 
     def validate(self):
         K, S = self.num_keypoints, self.image_size
         if isinstance(K, bool) or not isinstance(K, int) or K < 2:
-            raise ValueError(f"the number of keypoints must be an integer >= 2, got {K!r}")
+            raise ConfigError(f"the number of keypoints must be an integer >= 2, got {K!r}")
         if isinstance(S, bool) or not isinstance(S, int) or S < 16:
-            raise ValueError(f"the image size must be an integer >= 16, got {S!r}")
+            raise ConfigError(f"the image size must be an integer >= 16, got {S!r}")
         if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+            raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         down = 2 ** len(self.detector_widths)
         if len(self.detector_widths) < 2 or S % down:
-            raise ValueError(f"image size {S} must be divisible by 2^{len(self.detector_widths)} "
-                             f"= {down} (detector levels) and there must be >= 2 levels")
+            raise ConfigError(f"image size {S} must be divisible by 2^{len(self.detector_widths)} "
+                              f"= {down} (detector levels) and there must be >= 2 levels")
         if S % (2 ** (len(self.decoder_widths) - 1)):
-            raise ValueError(f"image size {S} must be divisible by "
-                             f"{2 ** (len(self.decoder_widths) - 1)} (decoder levels)")
+            raise ConfigError(f"image size {S} must be divisible by "
+                              f"{2 ** (len(self.decoder_widths) - 1)} (decoder levels)")
         if isinstance(self.mask_grid, bool) or not isinstance(self.mask_grid, int) or self.mask_grid < 1:
-            raise ValueError(f"mask_grid must be an integer >= 1, got {self.mask_grid!r}")
+            raise ConfigError(f"mask_grid must be an integer >= 1, got {self.mask_grid!r}")
         if S % self.mask_grid:
-            raise ValueError(f"image size {S} must be divisible by the mask grid {self.mask_grid}")
+            raise ConfigError(f"image size {S} must be divisible by the mask grid {self.mask_grid}")
         if not 0.0 <= self.mask_keep <= 1.0:
-            raise ValueError(f"mask_keep must be in [0, 1], got {self.mask_keep!r}")
+            raise ConfigError(f"mask_keep must be in [0, 1], got {self.mask_keep!r}")
         if isinstance(self.num_basis, bool) or not isinstance(self.num_basis, int) or self.num_basis < 0:
-            raise ValueError(f"num_basis must be an integer >= 0, got {self.num_basis!r}")
+            raise ConfigError(f"num_basis must be an integer >= 0, got {self.num_basis!r}")
         if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
+            raise ConfigError(f"temperature must be > 0, got {self.temperature!r}")
         if not self.edge_sigma >= 0:
-            raise ValueError(f"edge_sigma must be >= 0 (0 = AutoLink's width), got {self.edge_sigma!r}")
+            raise ConfigError(f"edge_sigma must be >= 0 (0 = AutoLink's width), got {self.edge_sigma!r}")
         if not self.edge_weight_init > 0:
-            raise ValueError(f"edge_weight_init must be > 0, got {self.edge_weight_init!r}")
+            raise ConfigError(f"edge_weight_init must be > 0, got {self.edge_weight_init!r}")
         if self.edge_falloff not in ("exp", "gaussian"):
-            raise ValueError(f"edge_falloff must be exp or gaussian, got {self.edge_falloff!r}")
+            raise ConfigError(f"edge_falloff must be exp or gaussian, got {self.edge_falloff!r}")
+        if not self.edge_lr_scale > 0:
+            raise ConfigError(f"edge_lr_scale must be > 0, got {self.edge_lr_scale!r}")
+        for name, least in (("lifter_hidden", 1), ("lifter_depth", 0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < least:
+                raise ConfigError(f"{name} must be an integer >= {least}, got {v!r}")
+        if self.backend not in ("auto", "torch", "cpu", "cuda", "triton"):
+            raise ConfigError(f"backend must be auto, torch, cpu, cuda or triton, got {self.backend!r}")
 
     @property
     def sigma(self) -> float:
@@ -124,7 +144,7 @@ class ModelConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown model config keys: {', '.join(sorted(unknown))}")
+            raise ConfigError(f"unknown model config keys: {', '.join(sorted(unknown))}")
         return cls(**d)
 
 

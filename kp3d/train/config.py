@@ -1,76 +1,92 @@
-"""Training configuration (a plain dataclass, stored in every checkpoint)."""
+"""Training configuration: a dataclass validated on creation and stored in every checkpoint.
+Its fields carry their command-line help and aliases (kp3d.config builds the CLI from them)."""
 
 from dataclasses import asdict, dataclass, fields
 
+from ..errors import ConfigError
+from ..options import option
 from ..model.losses import PROJECTION_LOSSES, LossWeights
 
 LR_DECAYS = ("none", "cosine")
+RECONSTRUCTIONS = ("auto", "vgg", "lite0", "random", "pyramid", "ssim", "l1")
 
 
 @dataclass
 class TrainConfig:
-    data: str = "synthetic:face"
-    out: str = "runs/kp3d"
-    steps: int = 20000
-    batch_size: int = 64          # global: split evenly over the processes under torchrun
-    lr: float = 1e-4              # AutoLink's AdamW defaults
-    weight_decay: float = 1e-3
-    # Edge weights are softplus(512 theta): their lr_scale already makes them move 512x faster
-    # than theta, so the default keeps AutoLink's plain lr (and no weight decay for them).
-    edge_lr_mult: float = 1.0
-    structure_lr_mult: float = 10.0  # mean shape, basis, projection, lifter, canonicaliser
-    warmup_steps: int = 0         # linear learning-rate warm-up
-    lr_decay: str = "none"        # none (AutoLink: constant) | cosine (to 0 at the last step)
-    seed: int = 0
-    data_seed: int = 0
-    train_length: int = 0         # 0 = the dataset's default length
-    device: str = "cpu"
-    amp: bool = True              # mixed precision on CUDA (ignored on the CPU)
-    num_workers: int = 0
-    hflip: bool = False           # random horizontal flip (AutoLink uses it)
-    reconstruction: str = "auto"  # auto (vgg with vgg_weights, else lite0) | vgg | lite0 | random | ...
-    vgg_weights: str = ""
-    vgg_resize: int = 0           # 0 = no resize (AutoLink: 224)
-    w_reconstruction: float = 1.0
-    w_projection: float = 1.0
-    w_repulsion: float = 0.1      # mode "autolink" drops it: AutoLink's only loss is the perceptual one
-    w_canonicalization: float = 1.0
-    projection_loss: str = "huber"
-    projection_delta: float = 0.02
-    repulsion_bandwidth: float = 0.0  # 0 = auto: 0.7 / sqrt(K), about the spacing of K points on the object
-    projection_warmup: int = 0    # steps during which the projection loss does not move the detector
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 3
-    log_every: int = 10
-    image_every: int = 500
-    progress: bool = True
+    """How to train (AutoLink's optimiser settings by default)."""
+
+    out: str = option("runs/kp3d", "run folder: checkpoints, metrics.csv, pictures", "--out")
+    steps: int = option(20000, "training steps (AutoLink: 20000)", "--steps")
+    batch_size: int = option(64, "global batch size, split over the processes under torchrun",
+                             "--batch-size")
+    lr: float = option(1e-4, "AdamW learning rate (AutoLink: 1e-4)", "--lr")
+    weight_decay: float = option(1e-3, "AdamW weight decay (AutoLink: 1e-3)", "--weight-decay")
+    edge_lr_mult: float = option(1.0, "edge-weight lr multiplier (their softplus scale already "
+                                 "makes them fast)", "--edge-lr-mult")
+    structure_lr_mult: float = option(10.0, "lr multiplier of the 3D structure (mean shape, basis, "
+                                      "Pi, lifter, canonicaliser)", "--structure-lr-mult")
+    warmup_steps: int = option(0, "linear learning-rate warm-up steps", "--warmup-steps")
+    lr_decay: str = option("none", "none (AutoLink: constant) or cosine (to 0 at the last step)",
+                           "--lr-decay")
+    seed: int = option(0, "seed of the weights and of every random draw of a step", "--seed")
+    device: str = option("cpu", "cpu or cuda", "--device")
+    amp: bool = option(True, "mixed precision on CUDA (ignored on the CPU)", flags={"--no-amp": False})
+    hflip: bool = option(False, "random horizontal flips (AutoLink uses them)", flags={"--hflip": True})
+    reconstruction: str = option("auto", "perceptual loss: auto (vgg with vgg_weights, else lite0), "
+                                 "vgg, lite0, or a fallback without pretrained weights: random, "
+                                 "pyramid, ssim, l1", "--reconstruction")
+    vgg_weights: str = option("", "a local torchvision vgg16 state dict (.pth), AutoLink's network",
+                              "--vgg-weights")
+    vgg_resize: int = option(0, "resize before VGG16 (AutoLink: 224; 0 = no resize)", "--vgg-resize")
+    w_reconstruction: float = option(1.0, "reconstruction loss weight")
+    w_projection: float = option(1.0, "projection loss weight", "--w-projection")
+    w_repulsion: float = option(0.1, "repulsion loss weight (mode autolink has none)", "--w-repulsion")
+    w_canonicalization: float = option(1.0, "canonicalisation loss weight", "--w-canonicalization")
+    projection_loss: str = option("huber", "huber (C3DPO's pseudo-Huber), l1 or l2", "--projection-loss")
+    projection_delta: float = option(0.02, "pseudo-Huber width, [-1, 1] frame")
+    repulsion_bandwidth: float = option(0.0, "repulsion bandwidth h, [-1, 1] frame (0 = 0.7 / sqrt(K))",
+                                        "--repulsion-bandwidth")
+    projection_warmup: int = option(0, "steps during which the projection loss does not move the "
+                                    "detector", "--projection-warmup")
+    checkpoint_every: int = option(500, "steps between checkpoints", "--checkpoint-every")
+    keep_checkpoints: int = option(3, "checkpoints kept in the run folder")
+    log_every: int = option(10, "steps between rows of metrics.csv", "--log-every")
+    image_every: int = option(500, "steps between training pictures", "--image-every")
+    progress: bool = option(True, "a progress bar", flags={"--no-progress": False})
+
+    def __post_init__(self):
+        self.validate()
 
     def validate(self):
-        def positive_int(name, minimum=1):
+        def integer(name, minimum=1):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-                raise ValueError(f"{name.replace('_', '-')} must be an integer >= {minimum}, got {v!r}")
+                raise ConfigError(f"{name} must be an integer >= {minimum}, got {v!r}")
 
-        positive_int("steps")
-        positive_int("batch_size")
-        for name in ("checkpoint_every", "log_every", "image_every", "keep_checkpoints"):
-            positive_int(name)
-        for name in ("train_length", "num_workers", "warmup_steps", "projection_warmup", "vgg_resize"):
-            positive_int(name, 0)
-        if not self.repulsion_bandwidth >= 0:
-            raise ValueError(f"repulsion-bandwidth must be >= 0 (0 = auto), got {self.repulsion_bandwidth!r}")
+        for name in ("steps", "batch_size", "checkpoint_every", "log_every", "image_every",
+                     "keep_checkpoints"):
+            integer(name)
+        for name in ("warmup_steps", "projection_warmup", "vgg_resize", "seed"):
+            integer(name, 0)
         for name in ("lr", "edge_lr_mult", "structure_lr_mult", "projection_delta"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"{name.replace('_', '-')} must be > 0, got {getattr(self, name)!r}")
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
         for name in ("weight_decay", "w_reconstruction", "w_projection", "w_repulsion",
-                     "w_canonicalization"):
+                     "w_canonicalization", "repulsion_bandwidth"):
             if not getattr(self, name) >= 0:
-                raise ValueError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)!r}")
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.lr_decay not in LR_DECAYS:
-            raise ValueError(f"lr-decay must be one of {', '.join(LR_DECAYS)}, got {self.lr_decay!r}")
+            raise ConfigError(f"lr_decay must be one of {', '.join(LR_DECAYS)}, got {self.lr_decay!r}")
         if self.projection_loss not in PROJECTION_LOSSES:
-            raise ValueError(f"projection loss must be one of {', '.join(PROJECTION_LOSSES)}, "
-                             f"got {self.projection_loss!r}")
+            raise ConfigError(f"projection_loss must be one of {', '.join(PROJECTION_LOSSES)}, "
+                              f"got {self.projection_loss!r}")
+        if self.reconstruction not in RECONSTRUCTIONS:
+            raise ConfigError(f"reconstruction must be one of {', '.join(RECONSTRUCTIONS)}, "
+                              f"got {self.reconstruction!r}")
+        if self.reconstruction == "vgg" and not self.vgg_weights:
+            raise ConfigError("reconstruction vgg needs vgg_weights (--vgg-weights PATH)")
+        if not (self.device in ("cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ConfigError(f"device must be cpu or cuda, got {self.device!r}")
         return self
 
     def bandwidth(self, num_keypoints: int) -> float:
@@ -97,4 +113,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d):
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown train config keys: {', '.join(sorted(unknown))}")
+        return cls(**d)

@@ -17,6 +17,9 @@ import torch
 import torch.distributed as dist
 
 from .. import checkpoint as ckpt
+from .. import viz
+from ..data import build_dataset
+from ..errors import ConfigError
 from ..model.keypoint_model import KeypointModel, ModelConfig
 from ..model.losses import total_loss
 from ..model.perceptual import build_reconstruction_loss
@@ -127,20 +130,21 @@ def _unwrap(model):
 
 # ----------------------------------------------------------------------------- training
 
-def train(cfg: TrainConfig, model_cfg: ModelConfig, *, resume=False, dataset=None, log=print):
-    """Train; returns a summary dict: step, terms (last loss terms), out, checkpoint (newest
-    path, on rank 0) and model (the trained model, unwrapped).
+def train(config, *, resume=False, dataset=None, log=print):
+    """Train the model of a `kp3d.config.Config`; returns a summary dict: step, terms (the last
+    loss terms), out, checkpoint (the newest, on rank 0) and model (the trained model).
 
-    dataset: an already built training dataset (default: build_dataset(cfg.data, "train")).
+    resume: continue from the newest checkpoint in config.train.out (the same weights, on the
+    same device, as an uninterrupted run). dataset: an already built training dataset
+    (default: the "train" split of config.data.spec).
     """
-    cfg.validate()
-    model_cfg.validate()
+    cfg, model_cfg, data_cfg = config.train, config.model, config.data
     rank, world, device = setup_distributed(cfg.device)
     is_main = rank == 0
     os.makedirs(cfg.out, exist_ok=True)
     if cfg.batch_size % world:
-        raise ValueError(f"batch size {cfg.batch_size} must be divisible by the number of "
-                         f"processes {world}")
+        raise ConfigError(f"batch_size {cfg.batch_size} must be divisible by the number of "
+                          f"processes {world}")
 
     state = None
     if resume:
@@ -157,9 +161,8 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, *, resume=False, dataset=Non
             log(f"no checkpoint in {cfg.out}; starting from scratch")
 
     if dataset is None:
-        from ..data import build_dataset
-        dataset = build_dataset(cfg.data, "train", model_cfg.image_size, seed=cfg.data_seed,
-                                length=cfg.train_length or None)
+        dataset = build_dataset(data_cfg.spec, "train", model_cfg.image_size, seed=data_cfg.seed,
+                                length=data_cfg.train_images or None)
     model = build_model(model_cfg, cfg.seed).to(device)
     rec_loss = build_reconstruction_loss(cfg.reconstruction, vgg_weights=cfg.vgg_weights or None,
                                          vgg_resize=cfg.vgg_resize or None, seed=cfg.seed).to(device)
@@ -189,10 +192,10 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, *, resume=False, dataset=Non
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=unused)
 
-    sampler = StepBatchSampler(len(dataset), cfg.batch_size, seed=cfg.data_seed, start=start,
+    sampler = StepBatchSampler(len(dataset), cfg.batch_size, seed=data_cfg.seed, start=start,
                                end=cfg.steps, rank=rank, world=world)
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler,
-                                         num_workers=cfg.num_workers,
+                                         num_workers=data_cfg.num_workers,
                                          pin_memory=device.type == "cuda",
                                          persistent_workers=False)
     weights = cfg.loss_weights(model_cfg.num_keypoints, model_cfg.mode)
@@ -240,7 +243,7 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, *, resume=False, dataset=Non
                     save_pictures(model, images, out, vis_dir, step)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 if is_main:
-                    save_training_checkpoint(cfg, model_cfg, model, optimizer, scaler, step,
+                    save_training_checkpoint(config, model, optimizer, scaler, step,
                                              device, terms)
                 if world > 1:
                     dist.barrier()
@@ -252,32 +255,31 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, *, resume=False, dataset=Non
             "checkpoint": ckpt.find_latest(cfg.out) if is_main else None}
 
 
-def save_training_checkpoint(cfg, model_cfg, model, optimizer, scaler, step, device, terms=None):
+def save_training_checkpoint(config, model, optimizer, scaler, step, device, terms=None):
     model = _unwrap(model)
     obj = {"format": ckpt.FORMAT, "version": ckpt.VERSION,
-           "model_config": model_cfg.to_dict(), "train_config": cfg.to_dict(), "step": step,
+           "model_config": config.model.to_dict(), "train_config": config.train.to_dict(),
+           "data_config": config.to_dict()["data"], "step": step,
            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
            "scaler": scaler.state_dict(), "rng": ckpt.rng_state(device),
            "terms": dict(terms or {}), "torch_version": str(torch.__version__)}
-    path = os.path.join(cfg.out, ckpt.checkpoint_name(step))
+    path = os.path.join(config.train.out, ckpt.checkpoint_name(step))
     ckpt.save_atomic(obj, path)
-    ckpt.prune_checkpoints(cfg.out, cfg.keep_checkpoints)
+    ckpt.prune_checkpoints(config.train.out, config.train.keep_checkpoints)
     return path
 
 
 def save_pictures(model, images, out, folder, step):
-    from .. import viz as visualize
-
     os.makedirs(folder, exist_ok=True)
     model = _unwrap(model)
     edges = model.renderer.edges.tolist()
     w = model.renderer.weights.detach().cpu().numpy()
-    visualize.keypoint_sheet(images, out["keypoints"], edges, w,
-                             os.path.join(folder, f"keypoints_{step:08d}.png"))
-    visualize.reconstruction_sheet(out["target"], out["masked"], out["edge_map"],
-                                   out["reconstruction"].float(),
-                                   os.path.join(folder, f"reconstruction_{step:08d}.png"))
+    viz.keypoint_sheet(images, out["keypoints"], edges, w,
+                       os.path.join(folder, f"keypoints_{step:08d}.png"))
+    viz.reconstruction_sheet(out["target"], out["masked"], out["edge_map"],
+                             out["reconstruction"].float(),
+                             os.path.join(folder, f"reconstruction_{step:08d}.png"))
     if model.has_3d:
-        visualize.structure_sheet(model.shape.mean_shape.detach().cpu().numpy(), edges, w,
-                                  os.path.join(folder, f"structure_{step:08d}.png"))
+        viz.structure_sheet(model.shape.mean_shape.detach().cpu().numpy(), edges, w,
+                            os.path.join(folder, f"structure_{step:08d}.png"))
 

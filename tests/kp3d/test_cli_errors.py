@@ -61,7 +61,10 @@ def foreign_ckpt(tmp_path):
     (TRAIN + ["--temperature", "-1"], ["temperature"]),
     (TRAIN + ["--mask-grid", "0"], ["mask_grid"]),
     (TRAIN + ["--mask-grid", "5"], ["mask grid"]),
-    (TRAIN + ["--lr-decay", "linear"], ["lr-decay"]),
+    (TRAIN + ["--lr-decay", "linear"], ["lr_decay"]),
+    (TRAIN + ["--preset", "huge"], ["--preset", "huge"]),
+    (TRAIN + ["--config", "/no/such.json"], ["config file not found"]),
+    (TRAIN + ["--model.learn_edge_weights", "maybe"], ["true or false"]),
     (TRAIN + ["--refine-reach", "0.2"], ["unrecognized", "--refine-reach"]),
     (TRAIN + ["--eval-split", "test2"], ["--eval-split"]),
 ])
@@ -70,9 +73,26 @@ def test_train_bad_input(capsys, tmp_path, argv, words):
     _assert_one_line(code, err, *words)
 
 
-def test_train_missing_required_argument(capsys):
-    code, err = _run(capsys, ["train", "--keypoints", "4", "--steps", "1"])
-    _assert_one_line(code, err, "required")
+def test_train_bad_config_file(capsys, tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text('{"model": {"num_keypoints": 4, "refine_reach": 0.2}}')
+    code, err = _run(capsys, TRAIN + ["--config", str(path)])
+    _assert_one_line(code, err, "unknown", "refine_reach")
+    path.write_text("[1, 2]")
+    code, err = _run(capsys, TRAIN + ["--config", str(path)])
+    _assert_one_line(code, err, "sections")
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    """Only the errors a user can fix become one line; a plain ValueError from inside is a bug."""
+    import kp3d.train.trainer
+
+    def broken(*args, **kwargs):
+        raise ValueError("an internal inconsistency")
+
+    monkeypatch.setattr(kp3d.train.trainer, "train", broken)
+    with pytest.raises(ValueError, match="internal"):
+        main(TRAIN + ["--no-progress"])
 
 
 def test_no_command(capsys):
@@ -105,15 +125,11 @@ def test_bad_checkpoints(capsys, tmp_path, corrupt_ckpt, foreign_ckpt, which, co
 
 
 def test_infer_missing_and_unreadable_images(capsys, tmp_path):
-    from kp3d.train.trainer import train
-    from kp3d.model import ModelConfig
-    from kp3d.train.config import TrainConfig
-
     run = tmp_path / "run"
-    train(TrainConfig(out=str(run), steps=1, batch_size=2, train_length=2, progress=False,
-                      reconstruction="l1"),
-          ModelConfig(num_keypoints=4, image_size=32, detector_widths=(8, 16),
-                      decoder_widths=(8, 16), lifter_hidden=16, lifter_depth=1))
+    assert main(["train", "--out", str(run), "--steps", "1", "--batch-size", "2", "--train-images",
+                 "2", "--no-progress", "--reconstruction", "l1", "--keypoints", "4",
+                 "--image-size", "32", "--detector-widths", "8,16", "--decoder-widths", "8,16",
+                 "--model.lifter_hidden", "16", "--model.lifter_depth", "1"]) == 0
     code, err = _run(capsys, ["infer", "--checkpoint", str(run), str(tmp_path / "no.png"),
                               "--out", str(tmp_path / "i")])
     _assert_one_line(code, err, "not found")

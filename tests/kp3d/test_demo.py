@@ -15,10 +15,10 @@ def test_demo_tiny_end_to_end(tmp_path):
         assert isinstance(m[key], float) and m[key] > 0, key
         assert isinstance(m["autolink"][key], float), key
     assert 0.0 <= m["structure_yaw_corr"] <= 1.0 and "structure_yaw_corr" not in m["autolink"]
-    assert m["num_keypoints"] == m["num_points"] == m["autolink"]["num_points"] == m["setting"]["keypoints"]
+    assert m["num_keypoints"] == m["num_points"] == m["autolink"]["num_points"] == m["config"]["model"]["num_keypoints"]
     assert m["split"] == m["autolink"]["split"] == "test"
     assert m["autolink"]["nme_3d"] == m["autolink"]["nme_3d_flat_baseline"]  # no 3D branch
-    assert m["setting"]["name"] == "tiny" and m["step"] == m["autolink"]["step"] == m["setting"]["steps"]
+    assert m["setting"] == "tiny" and m["step"] == m["autolink"]["step"] == m["config"]["train"]["steps"]
     for name in ("keypoints.png", "autolink_keypoints.png", "reconstruction.png", "structure.png",
                  "reconstructions_3d.png", "learning_curves.png", "report.md"):
         assert (out / name).stat().st_size > 0, name

@@ -24,13 +24,16 @@ def _worker(rank, world, port, out):
     import torch.distributed as dist
 
     from kp3d.model import ModelConfig
+    from kp3d.config import Config, DataConfig
     from kp3d.train.config import TrainConfig
     from kp3d.train.trainer import train
 
-    cfg = TrainConfig(data="synthetic:face", out=out, steps=3, batch_size=4, train_length=8,
-                      lr=1e-3, checkpoint_every=3, log_every=1, image_every=1000,
-                      progress=False, reconstruction="pyramid")
-    summary = train(cfg, ModelConfig(**MODEL))
+    cfg = Config(model=ModelConfig(**MODEL),
+                 train=TrainConfig(out=out, steps=3, batch_size=4, lr=1e-3, checkpoint_every=3,
+                                   log_every=1, image_every=1000, progress=False,
+                                   reconstruction="pyramid"),
+                 data=DataConfig(spec="synthetic:face", train_images=8))
+    summary = train(cfg)
     assert dist.is_initialized() and dist.get_world_size() == world
     flat = torch.cat([p.detach().flatten() for p in summary["model"].parameters()])
     with open(os.path.join(out, f"rank{rank}.json"), "w") as f:

@@ -8,10 +8,12 @@ import pickle
 import pytest
 import torch
 
-from kp3d.model import KeypointModel, ModelConfig
 from kp3d import checkpoint as ckpt
-from kp3d.train.config import TrainConfig
 from kp3d.checkpoint import load_model
+from kp3d.config import Config, DataConfig
+from kp3d.errors import ConfigError
+from kp3d.model import KeypointModel, ModelConfig
+from kp3d.train.config import TrainConfig
 from kp3d.train.trainer import StepBatchSampler, step_generator, train
 
 MODEL = dict(num_keypoints=4, image_size=32, detector_widths=(8, 16), decoder_widths=(8, 16),
@@ -19,12 +21,13 @@ MODEL = dict(num_keypoints=4, image_size=32, detector_widths=(8, 16), decoder_wi
 
 
 
-def _cfg(out, **kw):
-    base = dict(data="synthetic:face", out=str(out), steps=4, batch_size=4, train_length=12,
-                lr=1e-3, checkpoint_every=2, log_every=1, image_every=1000, progress=False,
-                reconstruction="pyramid")
+def _cfg(out, model=None, train_length=12, **kw):
+    """A Config of a tiny run into out: the model config (default MODEL), 12 training faces."""
+    base = dict(out=str(out), steps=4, batch_size=4, lr=1e-3, checkpoint_every=2, log_every=1,
+                image_every=1000, progress=False, reconstruction="pyramid")
     base.update(kw)
-    return TrainConfig(**base)
+    return Config(model=model or ModelConfig(**MODEL), train=TrainConfig(**base),
+                  data=DataConfig(spec="synthetic:face", train_images=train_length))
 
 
 def _read_csv(path):
@@ -36,7 +39,7 @@ def test_short_run_lowers_the_loss(tmp_path):
     torch.manual_seed(0)
     cfg = _cfg(tmp_path, steps=40, batch_size=4, train_length=4, lr=3e-3, checkpoint_every=40,
                image_every=40)
-    summary = train(cfg, ModelConfig(**MODEL))
+    summary = train(cfg)
     assert summary["step"] == 40
     rows = _read_csv(tmp_path / "metrics.csv")
     assert [int(r["step"]) for r in rows] == list(range(1, 41))
@@ -58,10 +61,10 @@ def test_resume_is_exact(tmp_path):
     model_cfg = ModelConfig(**MODEL)
     full = tmp_path / "full"
     part = tmp_path / "part"
-    train(_cfg(full, steps=6, checkpoint_every=3), model_cfg)
-    train(_cfg(part, steps=3, checkpoint_every=3), model_cfg)
+    train(_cfg(full, model_cfg, steps=6, checkpoint_every=3))
+    train(_cfg(part, model_cfg, steps=3, checkpoint_every=3))
     assert ckpt.find_latest(part).endswith("ckpt-00000003.pt")
-    summary = train(_cfg(part, steps=6, checkpoint_every=3), model_cfg, resume=True)
+    summary = train(_cfg(part, model_cfg, steps=6, checkpoint_every=3), resume=True)
     assert summary["step"] == 6
     a, b = _state(full / "ckpt-00000006.pt"), _state(part / "ckpt-00000006.pt")
     for k in a["model"]:
@@ -74,20 +77,20 @@ def test_resume_is_exact(tmp_path):
 
 
 def test_resume_refuses_a_different_model(tmp_path):
-    train(_cfg(tmp_path, steps=2), ModelConfig(**MODEL))
+    train(_cfg(tmp_path, steps=2))
     with pytest.raises(ckpt.CheckpointError, match="num_keypoints"):
-        train(_cfg(tmp_path, steps=4), ModelConfig(**{**MODEL, "num_keypoints": 5}), resume=True)
+        train(_cfg(tmp_path, ModelConfig(**{**MODEL, "num_keypoints": 5}), steps=4), resume=True)
 
 
 def test_resume_without_checkpoint_starts_fresh(tmp_path):
     said = []
-    train(_cfg(tmp_path, steps=1), ModelConfig(**MODEL), resume=True, log=said.append)
+    train(_cfg(tmp_path, steps=1), resume=True, log=said.append)
     assert any("from scratch" in s for s in said)
     assert ckpt.find_latest(tmp_path).endswith("ckpt-00000001.pt")
 
 
 def test_checkpoints_are_pruned_and_weights_only(tmp_path):
-    train(_cfg(tmp_path, steps=8, checkpoint_every=2, keep_checkpoints=2), ModelConfig(**MODEL))
+    train(_cfg(tmp_path, steps=8, checkpoint_every=2, keep_checkpoints=2))
     names = sorted(os.listdir(tmp_path))
     assert [n for n in names if n.startswith("ckpt-")] == ["ckpt-00000006.pt", "ckpt-00000008.pt"]
     assert not [n for n in names if n.startswith(".tmp")]
@@ -106,7 +109,7 @@ def test_checkpoint_errors(tmp_path):
     corrupt.write_bytes(b"\x00garbage" * 10)
     with pytest.raises(ckpt.CheckpointError, match="corrupt"):
         ckpt.load_checkpoint(corrupt)
-    train(_cfg(tmp_path / "run", steps=2), ModelConfig(**MODEL))
+    train(_cfg(tmp_path / "run", steps=2))
     good = (tmp_path / "run" / "ckpt-00000002.pt").read_bytes()
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(good[: len(good) // 2])
@@ -172,16 +175,17 @@ def test_step_generator_depends_on_seed_step_rank():
 
 
 @pytest.mark.parametrize("bad, match", [
-    (dict(steps=0), "steps"), (dict(batch_size=0), "batch-size"), (dict(lr=0.0), "lr"),
-    (dict(projection_loss="l3"), "projection loss"), (dict(w_repulsion=-1.0), "w-repulsion"),
+    (dict(steps=0), "steps"), (dict(batch_size=0), "batch_size"), (dict(lr=0.0), "lr"),
+    (dict(projection_loss="l3"), "projection_loss"), (dict(w_repulsion=-1.0), "w_repulsion"),
+    (dict(reconstruction="vgg"), "vgg_weights"), (dict(device="tpu"), "device"),
 ])
-def test_train_config_validation(bad, match):
-    with pytest.raises(ValueError, match=match):
-        TrainConfig(**bad).validate()
+def test_train_config_is_validated_on_creation(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**bad)
 
 
 def test_autolink_mode_trains(tmp_path):
-    summary = train(_cfg(tmp_path, steps=2), ModelConfig(**{**MODEL, "mode": "autolink"}))
+    summary = train(_cfg(tmp_path, ModelConfig(**{**MODEL, "mode": "autolink"}), steps=2))
     assert "projection" not in summary["terms"] and "reconstruction" in summary["terms"]
 
 
@@ -205,7 +209,7 @@ def test_default_edge_weight_step_is_autolinks():
 
 def test_fixed_edge_weights_stay_put(tmp_path):
     model_cfg = ModelConfig(**{**MODEL, "learn_edge_weights": False, "edge_weight_init": 1.0})
-    train(_cfg(tmp_path, steps=2), model_cfg)
+    train(_cfg(tmp_path, model_cfg, steps=2))
     model, _ = load_model(str(tmp_path))
     torch.testing.assert_close(model.renderer.weights, torch.ones_like(model.renderer.weights))
     assert not any(p is model.renderer.theta for p in model.parameters())
@@ -220,5 +224,5 @@ def test_learning_rate_factor_warmup_and_cosine():
     assert learning_rate_factor(cos, 0) == 1.0
     assert learning_rate_factor(cos, 50) == pytest.approx(0.5)
     assert learning_rate_factor(cos, 99) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.99)))
-    with pytest.raises(ValueError, match="lr-decay"):
-        TrainConfig(lr_decay="step").validate()
+    with pytest.raises(ConfigError, match="lr_decay"):
+        TrainConfig(lr_decay="step")

@@ -1,7 +1,7 @@
 """Rendering throughput of the synthetic categories on one core.
 
-    taskset -c 0 python -m kp3d.data.bench            # face and car at 64 and 128
-    python -m kp3d.data.bench --spec synthetic:face --size 64 --n 500
+    taskset -c 0 python benchmarks/render_speed.py            # face and car at 64 and 128
+    python benchmarks/render_speed.py --spec synthetic:face --size 64 --n 500
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ def throughput(spec: str, size: int, n: int = 300, seed: int = 0):
 
     Returns (per wall-clock second, per second of this process's CPU time). The second figure is
     what one dedicated core delivers; it is the one to trust on a shared, loaded machine."""
-    from . import build_dataset
+    from kp3d.data import build_dataset
 
     ds = build_dataset(spec, "train", size, seed=seed, length=n + 5)
     for i in range(3):  # warm up caches

@@ -1,7 +1,7 @@
 """Sample grids of a dataset, for looking at the data.
 
-    python -m kp3d.data.preview docs/synthetic_samples.png --palette   # the committed grid
-    python -m kp3d.data.preview out.png --spec synthetic:car --size 64 --marks
+    python scripts/preview_synthetic.py docs/synthetic_samples.png --palette   # the committed grid
+    python scripts/preview_synthetic.py out.png --spec synthetic:car --size 64 --marks
 
 With ``--marks`` the landmarks are drawn: green = visible, red = self-occluded.
 """
@@ -38,7 +38,7 @@ def sample_grid(rows, cols: int = 8, cell: int = 96):
     """rows: list of (spec, image_size, marks, seed). Every cell is shown at ``cell`` pixels."""
     from PIL import Image
 
-    from . import build_dataset
+    from kp3d.data import build_dataset
 
     grid = Image.new("RGB", (cols * cell, len(rows) * cell))
     for r, (spec, size, marks, seed) in enumerate(rows):
