@@ -19,9 +19,17 @@ template <typename T>
 std::vector<Segment<T>> make_segments(const T* kp, const T* w, const int64_t* edges, int64_t K,
                                       int64_t E) {
   std::vector<Segment<T>> segs(E);
+  const T nan = std::numeric_limits<T>::quiet_NaN();
   for (int64_t e = 0; e < E; ++e) {
-    const T* a = kp + 2 * edges[2 * e];
-    const T* b = kp + 2 * edges[2 * e + 1];
+    const int64_t ia = edges[2 * e], ib = edges[2 * e + 1];
+    // The Python layer checks the indices; one out of range (trusted edges) is a NaN edge,
+    // never an out-of-bounds read.
+    if (ia < 0 || ia >= K || ib < 0 || ib >= K) {
+      segs[e] = make_segment<T>(nan, nan, nan, nan, w[e]);
+      continue;
+    }
+    const T* a = kp + 2 * ia;
+    const T* b = kp + 2 * ib;
     segs[e] = make_segment<T>(a[0], a[1], b[0], b[1], w[e]);
   }
   return segs;
@@ -161,17 +169,8 @@ KP3D_CPU_CLONES void tile_bounds(const double* __restrict x0, const double* __re
   }
 }
 
-// The lexicographic running best: NaN before any number (the lowest-index NaN among NaNs),
-// then the smaller cost, then the lower edge index. Visiting the edges in index order with it
-// gives exactly the `better` rule of segment_math.h.
-template <typename T>
-inline bool lex_better(T cost, int32_t e, T best, int32_t a) {
-  const bool cn = cost != cost, bn = best != best, lower = e < a;
-  return (cost < best) | ((cost == best) & lower) | (cn & (!bn | lower));
-}
-
-// The same without the NaN terms, for an edge whose cost is never NaN (a cullable one): a NaN
-// best is then never taken, as lex_better would decide.
+// lex_better (segment_math.h) without the NaN terms, for an edge whose cost is never NaN (a
+// cullable one): a NaN best is then never taken, as lex_better would decide.
 template <typename T>
 inline bool lex_better_number(T cost, int32_t e, T best, int32_t a) {
   return (cost < best) | ((cost == best) & (e < a));
@@ -414,6 +413,7 @@ void backward_impl(const at::Tensor& grad_out, const at::Tensor& keypoints,
         for (int64_t c = 0; c < W; ++c) {
           const T g = go[base + c];
           const int64_t e = win[base + c];
+          if (e < 0 || e >= E) continue;  // not a winner from edge_map_fwd: contributes nothing
           const Segment<T>& s = segs[e];
           const Projection<T> pr = project(s, pixel_centre<T>(c, W), py);
           const T f = falloff_exponent(pr, inv_sigma, gaussian);
@@ -442,6 +442,7 @@ void backward_impl(const at::Tensor& grad_out, const at::Tensor& keypoints,
         }
         gw[b * E + e] = static_cast<T>(s[0]);
         const int64_t ia = ed[2 * e], ib = ed[2 * e + 1];
+        if (ia < 0 || ia >= K || ib < 0 || ib >= K) continue;  // a NaN edge: no keypoint
         gkb[2 * ia] += s[1];
         gkb[2 * ia + 1] += s[2];
         gkb[2 * ib] += s[3];
