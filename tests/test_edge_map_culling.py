@@ -24,6 +24,18 @@ CULLING_BACKENDS = [p for p in KERNEL_BACKENDS if p.values[0] in CULLING]
 FALLOFFS = ["exp", "gaussian"]
 
 
+@pytest.fixture
+def small_interpreter_tiles(monkeypatch):
+    """Under the Triton interpreter a program is normally the whole (small) image, whose box
+    bounds little; tiles of 64 pixels and chunks of 8 edges make the bounds, and the refreshes of the
+    tile's worst, as tight as on the GPU, so that a wrong bound shows."""
+    if "triton" in CULLING and "triton" in kk.available_backends("cpu"):
+        from kp3d_kernels.triton import _config
+
+        monkeypatch.setattr(_config, "INTERPRET_MAX_PIXELS", 64)
+        monkeypatch.setattr(_config, "INTERPRET_MAX_PAIRS", 8 * 64)
+
+
 @contextlib.contextmanager
 def culling(enabled):
     old = os.environ.get("KP3D_EDGE_MAP_CULL")
@@ -202,3 +214,54 @@ def test_autolink_shape_and_width(backend, device):
     w = torch.nn.functional.softplus(torch.randn(E, generator=gen(22), dtype=torch.float64) / 10 - 4)
     for sigma in (7.5e-4, 2.5e-3):
         assert_culling_exact(backend, device, kp.float(), w.float(), (H, W), sigma, True)
+
+
+@pytest.mark.parametrize("backend,device", [p for p in CULLING_BACKENDS if p.values[0] == "triton"])
+@pytest.mark.parametrize("gaussian", [False, True], ids=["exp", "gaussian"])
+def test_triton_both_edge_loops(backend, device, gaussian):
+    """Both Triton edge loops cull exactly: the GPU one (one edge at a time, also run here under
+    the interpreter) and the interpreter's chunked one."""
+    from kp3d_kernels.triton import edge_map as tem
+
+    kp = (torch.rand(2, 7, 2, generator=gen(31), dtype=torch.float64) * 2.2 - 1.1).to(device)
+    kp[1, 2] = kp[1, 5]  # a zero-length edge
+    E = 21
+    w = log_uniform((2, E), 1e-4, 1e2, 32, torch.float64).to(device)
+    w[1, 4] = float("nan")
+    edges = kk.all_pairs(7, device)
+    for dtype in (torch.float32, torch.float64):
+        for sequential in (True, False):
+            args = (kp.to(dtype), w.to(dtype), edges, 11, 13, 4e-3 if gaussian else 0.05,
+                    gaussian)
+            out, win = tem.forward(*args, sequential=sequential, cull=True)
+            ref_out, ref_win = tem.forward(*args, sequential=sequential, cull=False)
+            assert torch.equal(win, ref_win)
+            assert torch.equal(bits(out), bits(ref_out))
+
+
+@pytest.mark.parametrize("backend,device", CULLING_BACKENDS)
+@pytest.mark.parametrize("falloff", FALLOFFS)
+def test_a_bound_two_percent_too_high_would_fail(backend, device, falloff,
+                                                small_interpreter_tiles):
+    """A layout where the bound is tight: a zero-length edge on every pixel centre (cost -log w_A
+    everywhere) and one segment just above the image that wins the top row by 2 %. Its bound
+    over any tile touching the top row is its exact cost there (less the rounding margin), so a
+    bound 2 % too high would cull it and change the winners: this is what makes the other tests
+    able to fail."""
+    H, W = (8, 16) if interpreted(backend, device) else (24, 40)
+    xs = torch.linspace(-1, 1, W, dtype=torch.float64)
+    ys = torch.linspace(-1, 1, H, dtype=torch.float64)
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1).reshape(-1, 2)
+    gap = 0.3
+    seg = torch.tensor([[-1.5, -1 - gap], [1.5, -1 - gap]], dtype=torch.float64)
+    kp = torch.cat([grid, seg])[None]
+    n = grid.shape[0]
+    edges = torch.cat([torch.arange(n)[:, None].repeat(1, 2), torch.tensor([[n, n + 1]])])
+    sigma = 0.05
+    f_top = gap ** 2 / sigma if falloff == "gaussian" else gap / sigma
+    w = torch.ones(n + 1, dtype=torch.float64)
+    w[:n] = math.exp(-1.02 * f_top)  # cost 1.02 f_top at every pixel; the segment: f_top on top
+    for dtype in (torch.float32, torch.float64):
+        out, win = assert_culling_exact(backend, device, kp.to(dtype), w.to(dtype), (H, W), sigma,
+                                        falloff == "gaussian", edges)
+        assert (win[0, 0] == n).all() and (win[0, 1:] < n).all()

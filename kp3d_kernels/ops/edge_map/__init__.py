@@ -13,7 +13,7 @@ FALLOFFS = ("exp", "gaussian")
 # The fused backends whose forward culls, per tile of pixels, the edges that cannot win there
 # (docs/kernels.md, "Exact culling"). KP3D_EDGE_MAP_CULL=0 in the environment, read at each
 # call, makes them evaluate every edge instead (the tests compare the two bit for bit).
-CULLING_BACKENDS = ("cpu", "cuda")
+CULLING_BACKENDS = ("cpu", "cuda", "triton")
 
 
 @functools.lru_cache(maxsize=64)
