@@ -251,22 +251,24 @@ def _edge_map_fwd_kernel(seg_ptr, out_ptr, win_ptr, B, H, W, E, sigma_bits,
                     worst = tl.where(current < worst, current, worst)
                 bnd = _tile_bound(ax, ay, vx, vy, il, nl, bx0, bx1, by0, by1, inv_sigma,
                                   GAUSSIAN, DT)
-                # a skipped edge: its cost is +inf here, which never wins (`better` is strict)
-                nl = tl.where(bnd > worst, float("inf"), nl)
-            cost = _cost(px, py, ax, ay, vx, vy, il, nl, inv_sigma, GAUSSIAN)
-            # segment_math.h `better`: strictly smaller wins (ties keep the lowest e), the first
-            # NaN wins and sticks.
-            if DT == tl.float32:
-                # A NaN-propagating min keeps the exact running value; the winner changes iff
-                # the min's bits changed (min(NaN, x) is the same NaN, so a later NaN never
-                # replaces the first). Three instructions per pixel and edge.
-                new = tl.minimum(best, cost, propagate_nan=tl.PropagateNan.ALL)
-                take = new.to(tl.int32, bitcast=True) != best.to(tl.int32, bitcast=True)
-                best = new
+                visit = (bnd > worst) == 0  # else the edge can neither win nor tie here
             else:
-                take = (cost < best) | ((cost != cost) & (best == best))
-                best = tl.where(take, cost, best)
-            arg = tl.where(take, e, arg)
+                visit = True
+            if visit:
+                cost = _cost(px, py, ax, ay, vx, vy, il, nl, inv_sigma, GAUSSIAN)
+                # segment_math.h `better`: strictly smaller wins (ties keep the lowest e), the
+                # first NaN wins and sticks.
+                if DT == tl.float32:
+                    # A NaN-propagating min keeps the exact running value; the winner changes
+                    # iff the min's bits changed (min(NaN, x) is the same NaN, so a later NaN
+                    # never replaces the first). Three instructions per pixel and edge.
+                    new = tl.minimum(best, cost, propagate_nan=tl.PropagateNan.ALL)
+                    take = new.to(tl.int32, bitcast=True) != best.to(tl.int32, bitcast=True)
+                    best = new
+                else:
+                    take = (cost < best) | ((cost != cost) & (best == best))
+                    best = tl.where(take, cost, best)
+                arg = tl.where(take, e, arg)
     else:
         # Interpreter path: BLOCK_E edges x all pixels of the tile per vectorised step.
         first_nan = tl.full([BLOCK_H * BLOCK_W], BIG, tl.int32)
