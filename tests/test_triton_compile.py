@@ -50,7 +50,12 @@ SCRIPT = textwrap.dedent('''
                   E="i32", sigma_bits="i64"),
                   dict(GAUSSIAN=gaussian, BLOCK_H=16, BLOCK_W=16, BLOCK_E=0, FUSED_REDUCE=True,
                        INT64=dt == "fp64"))
-            n += 1
+            build(em._edge_map_bwd_kernel, dict(go_ptr=P, win_ptr="*i32", seg_ptr=P,
+                  edges_ptr="*i64", gkp_ptr=P, gw_ptr=P, B="i32", H="i32", W="i32", K="i32",
+                  E="i32", sigma_bits="i64"),
+                  dict(GAUSSIAN=gaussian, BLOCK_H=16, BLOCK_W=16, BLOCK_E=-1, FUSED_REDUCE=False,
+                       INT64=False))
+            n += 2
         for softmax in (False, True):
             build(sa._soft_argmax_fwd_kernel, dict(h_ptr=P, coords_ptr=P, stats_ptr=P, M="i32",
                   H="i32", W="i32", HW="i32", temp_bits="i64"),
@@ -86,4 +91,4 @@ def test_kernels_compile_for_sm90():
     if run.returncode != 0 and ("ptxas" in out and "not found" in out or "No such file" in out):
         pytest.skip(f"no usable CUDA toolchain in the triton wheel: {out[-300:]}")
     assert run.returncode == 0, out[-4000:]
-    assert "compiled 29" in run.stdout
+    assert "compiled 33" in run.stdout

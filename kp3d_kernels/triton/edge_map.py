@@ -310,6 +310,15 @@ def _edge_map_fwd_kernel(seg_ptr, out_ptr, win_ptr, B, H, W, E, sigma_bits,
 # ---- backward ----------------------------------------------------------------------------------
 
 @triton.jit
+def _segmented_add5(fa, a0, a1, a2, a3, a4, fb, b0, b1, b2, b3, b4):
+    """The combine of a segmented inclusive scan: (flag, values); a flagged right operand
+    starts a new segment."""
+    return (fa | fb, tl.where(fb != 0, b0, a0 + b0), tl.where(fb != 0, b1, a1 + b1),
+            tl.where(fb != 0, b2, a2 + b2), tl.where(fb != 0, b3, a3 + b3),
+            tl.where(fb != 0, b4, a4 + b4))
+
+
+@triton.jit
 def _add5_min(a0, a1, a2, a3, a4, a5, b0, b1, b2, b3, b4, b5):
     return a0 + b0, a1 + b1, a2 + b2, a3 + b3, a4 + b4, tl.minimum(a5, b5)
 
@@ -379,7 +388,34 @@ def _edge_map_bwd_kernel(go_ptr, win_ptr, seg_ptr, edges_ptr, gkp_ptr, gw_ptr, B
         gw_b = gw_ptr + b * E
         gkp_b = gkp_ptr + b * K * 2
     key = tl.where(valid, e, BIG)
-    if BLOCK_E == 0:
+    if BLOCK_E == -1:
+        # Segmented reduction: the tile's (winning edge, pixel) pairs sorted by edge, a
+        # segmented inclusive scan of the five values in that order, and one relaxed atomic
+        # add per output value at the last pixel of each edge's run. A fixed number of steps
+        # whatever the number of distinct winners.
+        N: tl.constexpr = BLOCK_H * BLOCK_W
+        idx = tl.arange(0, N)
+        packed = tl.sort((key.to(tl.int64) << 32) | idx.to(tl.int64), 0)
+        skey = (packed >> 32).to(tl.int32)
+        sidx = (packed - (skey.to(tl.int64) << 32)).to(tl.int32)
+        nxt = tl.gather(skey, tl.minimum(idx + 1, N - 1), 0)
+        prv = tl.gather(skey, tl.maximum(idx - 1, 0), 0)
+        head = ((idx == 0) | (skey != prv)).to(tl.int32)
+        tail = ((idx == N - 1) | (skey != nxt)) & (skey < BIG)
+        _, s_w, s_ax, s_ay, s_bx, s_by = tl.associative_scan(
+            (head, tl.gather(g_w, sidx, 0), tl.gather(g_ax, sidx, 0), tl.gather(g_ay, sidx, 0),
+             tl.gather(g_bx, sidx, 0), tl.gather(g_by, sidx, 0)), 0, _segmented_add5)
+        sk = tl.where(tail, skey, 0)
+        ia = tl.load(edges_ptr + 2 * sk, mask=tail, other=-1)
+        ib = tl.load(edges_ptr + 2 * sk + 1, mask=tail, other=-1)
+        ka = tail & (ia >= 0) & (ia < K)
+        kb = tail & (ib >= 0) & (ib < K)
+        tl.atomic_add(gw_b + sk, s_w, mask=tail, sem="relaxed")
+        tl.atomic_add(gkp_b + ia * 2, s_ax, mask=ka, sem="relaxed")
+        tl.atomic_add(gkp_b + ia * 2 + 1, s_ay, mask=ka, sem="relaxed")
+        tl.atomic_add(gkp_b + ib * 2, s_bx, mask=kb, sem="relaxed")
+        tl.atomic_add(gkp_b + ib * 2 + 1, s_by, mask=kb, sem="relaxed")
+    elif BLOCK_E == 0:
         # GPU path: one iteration per distinct winning edge of the tile, in increasing edge
         # order: masked sums over the tile, then one atomic add per output value.
         cur = tl.min(key, axis=0)
@@ -505,7 +541,9 @@ def forward(keypoints, weights, edges, height, width, sigma, gaussian, *, sequen
 def backward(grad_out, keypoints, weights, edges, winner, sigma, gaussian, *, mode=None):
     """Launch the backward. `mode` forces the per-tile reduction: "fused" (the GPU default: one
     loop iteration per distinct winning edge, one fused reduction each), "loop" (the same loop,
-    separate reductions) or "onehot" (the interpreter default: masked sums over edge chunks)."""
+    separate reductions), "segmented" (sort by winning edge, a segmented scan, one relaxed atomic
+    per edge and value; not yet measured on a GPU) or "onehot" (the interpreter default: masked
+    sums over edge chunks)."""
     B, K, _ = keypoints.shape
     E = edges.shape[0]
     H, W = winner.shape[1], winner.shape[2]
@@ -523,8 +561,8 @@ def backward(grad_out, keypoints, weights, edges, winner, sigma, gaussian, *, mo
     args = (grad_out, winner, seg, edges, grad_kp, grad_w, B, H, W, K, E, bits)
     if _config.INTERPRET:
         bh, bw = _interpret_tile(H, W)
-        block_e = 0 if mode != "onehot" else min(
-            _config.next_pow2(E), max(_config.INTERPRET_MAX_PAIRS // (bh * bw), 1))
+        block_e = {"segmented": -1, "onehot": min(
+            _config.next_pow2(E), max(_config.INTERPRET_MAX_PAIRS // (bh * bw), 1))}.get(mode, 0)
         grid = (B * triton.cdiv(H, bh) * triton.cdiv(W, bw),)
         _edge_map_bwd_kernel[grid](*args, GAUSSIAN=gaussian, BLOCK_H=bh, BLOCK_W=bw,
                                    BLOCK_E=block_e, FUSED_REDUCE=fused, INT64=int64)
@@ -532,6 +570,7 @@ def backward(grad_out, keypoints, weights, edges, winner, sigma, gaussian, *, mo
         def grid(meta):
             return (B * triton.cdiv(H, meta["BLOCK_H"]) * triton.cdiv(W, meta["BLOCK_W"]),)
 
-        _edge_map_bwd_tuned[grid](*args, GAUSSIAN=gaussian, BLOCK_E=16 if mode == "onehot" else 0,
+        _edge_map_bwd_tuned[grid](*args, GAUSSIAN=gaussian,
+                                  BLOCK_E={"segmented": -1, "onehot": 16}.get(mode, 0),
                                   FUSED_REDUCE=fused, INT64=int64)
     return grad_kp, grad_w
