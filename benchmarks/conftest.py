@@ -63,10 +63,17 @@ SHAPES = {
     },
 }
 
-# Baselines beside the `torch` reference (AutoLink's materialising approach): op -> name -> need
+# Baselines beside the `torch` reference (AutoLink's materialising approach):
+# op -> name -> need(device)
 BASELINES = {
-    "soft_argmax": {"kornia": lambda: importlib.util.find_spec("kornia") is not None},
-    "nearest_neighbor": {"cdist": lambda: True},
+    "soft_argmax": {"kornia": lambda device: importlib.util.find_spec("kornia") is not None},
+    "nearest_neighbor": {"cdist": lambda device: True},
+    "edge_map": {
+        # the fused CPU kernel without culling, timed beside the culled one in the same run
+        "cpu-unculled": lambda device: device == "cpu" and "cpu" in kp3d_kernels.available_backends(device),
+        # what a user would pick to reduce over all edges without materialising (optional)
+        "keops": lambda device: importlib.util.find_spec("pykeops") is not None,
+    },
 }
 
 
@@ -110,7 +117,7 @@ def _backends(op, device, scale):
     if device == "cpu" and "triton" in names and scale != "smoke":
         names.remove("triton")  # the Triton interpreter is an emulator, not a CPU backend
     for name, present in BASELINES.get(op, {}).items():
-        if present():
+        if present(device):
             names.append(name)
     return names
 

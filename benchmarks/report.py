@@ -23,11 +23,13 @@ OP_TITLES = {
     "repulsion_loss": "Repulsion loss",
 }
 REFERENCE = "torch"
-BACKEND_ORDER = ("torch", "cdist", "kornia", "cpu", "cuda", "triton")
+BACKEND_ORDER = ("torch", "cdist", "kornia", "keops", "cpu-unculled", "cpu", "cuda", "triton")
 BACKEND_NOTES = {
     "torch": "pure-PyTorch reference (AutoLink's materialising approach)",
     "cdist": "baseline: `torch.cdist` + `min`",
     "kornia": "baseline: kornia `spatial_soft_argmax2d`",
+    "keops": "baseline: a KeOps LazyTensor formula with a Max reduction (forward only)",
+    "cpu-unculled": "the fused C++ kernel evaluating every edge at every pixel (KP3D_EDGE_MAP_CULL=0)",
     "cpu": "fused C++ (OpenMP)",
     "cuda": "fused CUDA",
     "triton": "fused Triton",

@@ -124,6 +124,59 @@ KP3D_HD bool better(T cost, T best) {
   return (cost < best) | ((cost != cost) & (best == best));
 }
 
+// The running best when edges are visited out of index order (the culled forwards): a NaN
+// cost first (the lowest-index NaN among NaNs), then the smaller cost, then the lower index.
+// Visiting the edges in any order with it finds the edge that an index-order scan with `better`
+// finds (strictly smaller wins, the first NaN sticks).
+template <typename T>
+KP3D_HD bool lex_better(T cost, int32_t e, T best, int32_t a) {
+  const bool cn = cost != cost, bn = best != best, lower = e < a;
+  return (cost < best) | ((cost == best) & lower) | (cn & (!bn | lower));
+}
+
+// x is neither infinite nor NaN (no <cmath> classification call, so device code can use it).
+KP3D_HD bool finite_double(double x) { return x - x == 0.0; }
+
+// A lower bound, valid in the rounding of T, on the cost f - log w that project +
+// falloff_exponent + neg_log_w compute for segment s at every pixel centre (px, py) in the box
+// [bx0, bx1] x [by0, by1] (docs/kernels.md, "Exact culling"): the distance from the segment to
+// the box, bounded below by the gap between their bounding boxes and the gap along the
+// segment's normal, less a rounding margin of 32 eps (1 + |P_a| + |v|), squared and scaled by
+// 1 - 8 eps, then through the pixel loop's own operations in T (rounding is monotone). -inf for
+// an edge the analysis does not cover (a non-finite constant, an end point beyond 2^20, w < 0,
+// NaN or +inf): such an edge is never culled. Never NaN.
+template <typename T>
+KP3D_HD T tile_cost_bound(const Segment<T>& s, double bx0, double bx1, double by0, double by1,
+                          T inv_sigma, bool gaussian) {
+  const double ax = s.ax, ay = s.ay, vx = s.vx, vy = s.vy, nlw = s.neg_log_w;
+  const double limit = 1048576.0;  // 2^20
+  const bool ok = finite_double(ax) && finite_double(ay) && finite_double(vx) &&
+                  finite_double(vy) && finite_double(static_cast<double>(s.inv_len2)) &&
+                  fabs(ax) <= limit && fabs(ay) <= limit && fabs(vx) <= limit &&
+                  fabs(vy) <= limit && (finite_double(nlw) || nlw > 0.0);
+  if (!ok) return -infinity_of<T>();
+  const double bx = ax + vx, by = ay + vy;
+  const double x0 = ax < bx ? ax : bx, x1 = ax < bx ? bx : ax;
+  const double y0 = ay < by ? ay : by, y1 = ay < by ? by : ay;
+  double gx = x0 - bx1 > bx0 - x1 ? x0 - bx1 : bx0 - x1;
+  gx = gx > 0.0 ? gx : 0.0;
+  double gy = y0 - by1 > by0 - y1 ? y0 - by1 : by0 - y1;
+  gy = gy > 0.0 ? gy : 0.0;
+  const double d_box = sqrt(gx * gx + gy * gy);
+  const double len = sqrt(vx * vx + vy * vy);
+  const double nx = len > 1e-150 ? -vy / len : 0.0, ny = len > 1e-150 ? vx / len : 0.0;
+  const double cx = 0.5 * (bx0 + bx1), cy = 0.5 * (by0 + by1);
+  const double hx = 0.5 * (bx1 - bx0), hy = 0.5 * (by1 - by0);
+  const double d_normal = fabs(nx * (cx - ax) + ny * (cy - ay)) - (hx * fabs(nx) + hy * fabs(ny));
+  const double eps = static_cast<double>(machine_eps<T>());
+  const double margin = 32.0 * eps * (1.0 + fabs(ax) + fabs(ay) + fabs(vx) + fabs(vy));
+  double d = (d_box > d_normal ? d_box : d_normal) - margin;
+  d = d > 0.0 ? d : 0.0;
+  const T d2 = static_cast<T>(d * d * (1.0 - 8.0 * eps));
+  const T f = gaussian ? d2 * inv_sigma : static_cast<T>(sqrt(d2)) * inv_sigma;
+  return f + s.neg_log_w;
+}
+
 // Gradient of S = w exp(-f) for the winning edge, given dL/dS = g at a pixel:
 //   dL/dw = g exp(-f),  dL/dP_a = -(1 - t) G,  dL/dP_b = -t G,  G = g dS/dr,
 //   gaussian: dS/dr = -2 S r / sigma;  exp: dS/dr = -S r / (sigma d), 0 where d == 0.

@@ -15,6 +15,15 @@ import torch
 
 BACKENDS = ("auto", "torch", "cpu", "cuda", "triton")
 
+# backend="auto" on CUDA tensors: the first available of these, fastest first by the committed GPU
+# measurements. The rule (docs/kernels.md, "Choosing a backend"): order the GPU backends by the
+# sum, over the four ops, of their forward + backward median at the reference shape (B = 64,
+# K = 32, 128 x 128) in GPU_EVIDENCE; tests/test_backend_order.py recomputes the order from that
+# file. On CPU tensors: cpu, then the torch reference.
+GPU_ORDER = ("cuda", "triton")
+CPU_ORDER = ("cpu",)
+GPU_EVIDENCE = "benchmarks/results/h100-2026-11-24.json"
+
 # Why the compiled extension is missing, if it is (shown in errors).
 _native_error = None
 
@@ -130,11 +139,11 @@ def _why_unavailable(backend: str, device: torch.device):
 
 
 def resolve(backend, device: torch.device) -> str:
-    """The backend a call runs on: `auto` is triton > cuda > torch on CUDA, cpu > torch on CPU."""
+    """The backend a call runs on: `auto` is GPU_ORDER then torch on CUDA, cpu > torch on CPU."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
     if backend == "auto":
-        order = ("triton", "cuda", "torch") if device.type == "cuda" else ("cpu", "torch")
+        order = (GPU_ORDER if device.type == "cuda" else CPU_ORDER) + ("torch",)
         return next(b for b in order if _why_unavailable(b, device) is None)
     reason = _why_unavailable(backend, device)
     if reason is not None:

@@ -5,6 +5,7 @@ message names the argument and says what was expected.
 """
 
 import math
+import weakref
 
 import torch
 
@@ -73,7 +74,31 @@ def keypoints(name, value, dims=(2,)):
     return value
 
 
-def edges(name, value, num_keypoints, device):
+# The index range of every edges tensor checked so far, with the tensor version it was read at
+# (an in-place change bumps the version): reading it needs the values on the host, a device
+# sync for CUDA edges, so it is done once per tensor and version, not once per call. Keyed by
+# id(), with a weak reference that confirms the tensor and drops the entry when it dies.
+_edge_ranges = {}
+
+
+def _forget(key, ref):
+    entry = _edge_ranges.get(key)
+    if entry is not None and entry[0] is ref:
+        del _edge_ranges[key]
+
+
+def _edge_range(value):
+    key = id(value)
+    entry = _edge_ranges.get(key)
+    if entry is not None and entry[0]() is value and entry[1] == value._version:
+        return entry[2], entry[3]
+    lo, hi = int(value.min()), int(value.max())
+    ref = weakref.ref(value, lambda r, k=key: _forget(k, r))
+    _edge_ranges[key] = (ref, value._version, lo, hi)
+    return lo, hi
+
+
+def edges(name, value, num_keypoints, device, *, check_values=True):
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape (E, 2), got {type(value).__name__}")
     if value.dim() != 2 or value.shape[1] != 2 or value.shape[0] < 1:
@@ -82,11 +107,13 @@ def edges(name, value, num_keypoints, device):
         raise TypeError(f"{name} must be an integer tensor, got {value.dtype}")
     if value.device != device:
         raise ValueError(f"{name} is on {value.device} but keypoints are on {device}")
-    # Out-of-range indices would read out of bounds: checked eagerly (a value check cannot be
-    # traced, so under torch.compile the caller's edges are trusted; EdgeMapRenderer checks its
-    # own at construction).
-    if not _compiling():
-        lo, hi = int(value.min()), int(value.max())
+    # Out-of-range indices are refused here, eagerly, once per edges tensor (and version): the
+    # first call with a CUDA edges tensor syncs the device once. Skipped under torch.compile (a
+    # value check cannot be traced) and for EdgeMapRenderer's own edges (checked at
+    # construction); the kernels then give NaN for an edge out of range, never an
+    # out-of-bounds read.
+    if check_values and not _compiling():
+        lo, hi = _edge_range(value)
         if lo < 0 or hi >= num_keypoints:
             raise ValueError(f"{name} must index keypoints in [0, {num_keypoints - 1}], "
                              f"got values in [{lo}, {hi}]")

@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import _validate
-from .ops.edge_map import FALLOFFS, all_pairs, edge_map
+from .ops.edge_map import FALLOFFS, _edge_map, all_pairs
 from .ops.nearest_neighbor import REDUCTIONS, repulsion_loss
 from .ops.soft_argmax import NORMALIZATIONS, soft_argmax
 
@@ -39,7 +39,8 @@ class EdgeMapRenderer(nn.Module):
         num_keypoints: K >= 2.
         size: H, or (H, W).
         sigma: falloff width (> 0).
-        edges: (E, 2) integer pairs; None means all pairs a < b.
+        edges: (E, 2) integer pairs; None means all pairs a < b. Checked once, here (the buffer
+            `edges` is not meant to be changed in place afterwards).
         falloff: "exp" or "gaussian" (see `kp3d_kernels.edge_map`).
         learnable: whether theta is a parameter (else a buffer: every weight is initial_weight).
         backend: as in `kp3d_kernels.edge_map`.
@@ -83,8 +84,10 @@ class EdgeMapRenderer(nn.Module):
         if keypoints.dim() == 3 and keypoints.shape[1] != self.num_keypoints:
             raise ValueError(f"keypoints must have K = {self.num_keypoints} points, "
                              f"got shape {tuple(keypoints.shape)}")
-        out = edge_map(keypoints, self.weights, self.size, self.sigma, edges=self.edges,
-                       falloff=self.falloff, backend=self.backend)
+        # The edges were checked at construction: nothing here reads a tensor on the host, so
+        # the call never waits for the device.
+        out = _edge_map(keypoints, self.weights, self.size, self.sigma, self.edges, self.falloff,
+                        self.backend, check_edge_values=False)
         return out.unsqueeze(1)
 
     def extra_repr(self):

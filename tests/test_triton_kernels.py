@@ -95,6 +95,28 @@ def test_edge_map_gpu_paths(gaussian, dtype):
     check_edge_map(kp, w, edges, 3, 5, 0.1, gaussian, sequential=True, mode="fused")
 
 
+@pytest.mark.parametrize("gaussian", [False, True], ids=["exp", "gaussian"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+def test_edge_map_segmented_backward(gaussian, dtype, monkeypatch):
+    """The segmented-reduction backward (sort by winning edge, segmented scan, one atomic per
+    edge and value), on one tile and on several tiles whose atomics meet; with an out-of-range
+    winner, which contributes nothing."""
+    kp, w, edges = edge_inputs(2, 6, dtype, seed=6)
+    check_edge_map(kp, w, edges, 7, 9, 0.1, gaussian, mode="segmented")
+    monkeypatch.setattr(_config, "INTERPRET_MAX_PIXELS", 16)
+    check_edge_map(kp, w, edges, 9, 11, 0.05, gaussian, mode="segmented")
+    out, winner = edge_map.forward(kp, w, edges, 5, 6, 0.1, gaussian)
+    go = torch.ones(2, 5, 6, dtype=dtype, device=kp.device)
+    bad = winner.clone()
+    bad[0, 0, 0] = edges.shape[0] + 3
+    go_bad = go.clone()
+    go_bad[0, 0, 0] = 0  # the reference gets no contribution from that pixel either
+    ref_bad = edge_map.backward(go_bad, kp, w, edges, winner, 0.1, gaussian, mode="onehot")
+    got = edge_map.backward(go, kp, w, edges, bad, 0.1, gaussian, mode="segmented")
+    for a, b in zip(got, ref_bad):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_edge_map_many_tiles_and_edge_chunks(monkeypatch):
     """Several tiles per image (the atomic adds of several programs meet) and several edge
     chunks per tile (the running best carried across chunks)."""

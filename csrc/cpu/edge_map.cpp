@@ -1,6 +1,12 @@
 // Fused CPU edge map: per pixel, the winning edge of max_e w_e exp(-f_e), and its gradient.
+// The forward culls per 8 x 8 tile the edges that provably cannot win there (forward_culled);
+// best_edges, the all-edges loop, runs with KP3D_EDGE_MAP_CULL=0.
 // Extra memory is O(B H W) (the int32 winner per pixel) plus O(B E) per-edge constants; the
 // (B, E, H, W) scores are never formed.
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "common.h"
@@ -13,9 +19,17 @@ template <typename T>
 std::vector<Segment<T>> make_segments(const T* kp, const T* w, const int64_t* edges, int64_t K,
                                       int64_t E) {
   std::vector<Segment<T>> segs(E);
+  const T nan = std::numeric_limits<T>::quiet_NaN();
   for (int64_t e = 0; e < E; ++e) {
-    const T* a = kp + 2 * edges[2 * e];
-    const T* b = kp + 2 * edges[2 * e + 1];
+    const int64_t ia = edges[2 * e], ib = edges[2 * e + 1];
+    // The Python layer checks the indices; one out of range (trusted edges) is a NaN edge,
+    // never an out-of-bounds read.
+    if (ia < 0 || ia >= K || ib < 0 || ib >= K) {
+      segs[e] = make_segment<T>(nan, nan, nan, nan, w[e]);
+      continue;
+    }
+    const T* a = kp + 2 * ia;
+    const T* b = kp + 2 * ib;
     segs[e] = make_segment<T>(a[0], a[1], b[0], b[1], w[e]);
   }
   return segs;
@@ -49,6 +63,278 @@ KP3D_CPU_CLONES void best_edges(const Segment<T>* segs, int64_t E, const T* xs, 
   }
 }
 
+// ---- Exact tile culling ------------------------------------------------------------------------
+//
+// The image is cut into tiles of kTileRows x kTileCols pixels. For a tile and an edge e, L_e is a
+// lower bound on the cost f_e(p) - log w_e that the pixel loop computes (in T, with its
+// rounding) at every pixel p of the tile; it comes from the distance between the segment and the
+// tile's bounding box (see docs/kernels.md, "Exact culling"). The tile evaluates the edge of
+// smallest bound first, then the others roughly by increasing bound, and skips every edge whose
+// bound is strictly above the largest per-pixel best cost of the tile so far: such an edge costs
+// more than the best at every pixel, so it can neither win nor tie. The per-pixel update
+// compares (cost, index) lexicographically (NaN first, then the cost, then the lower index), so
+// the winner does not depend on the visiting order and is the one the edge-order scan of
+// best_edges finds; so the output and the winner map are bit for bit those of best_edges.
+
+constexpr int64_t kTileRows = 8;
+constexpr int64_t kTileCols = 8;
+constexpr int64_t kTilePixels = kTileRows * kTileCols;
+
+// Per-sample, per-edge constants of the bound (double, structure of arrays so that the bound
+// loop vectorises): the segment's bounding box, its unit normal and the normal's offset, the
+// absolute rounding margin, and -log w. An edge that is not cullable gets the bound -inf (it is
+// always evaluated): a constant that is not finite, an end point beyond 2^20 (where the rounding
+// analysis of the bound does not apply), or w < 0, NaN or +inf. For such an edge the margin is
+// +inf and the weight term -inf, so that the bound is exactly -inf.
+template <typename T>
+struct CullTable {
+  std::vector<double> x0, x1, y0, y1, nx, ny, nc, margin;
+  std::vector<T> neg_log_w;
+};
+
+template <typename T>
+CullTable<T> make_cull_table(const std::vector<Segment<T>>& segs) {
+  const int64_t E = static_cast<int64_t>(segs.size());
+  CullTable<T> t;
+  for (auto* v : {&t.x0, &t.x1, &t.y0, &t.y1, &t.nx, &t.ny, &t.nc, &t.margin}) v->resize(E);
+  t.neg_log_w.resize(E);
+  const double limit = 1048576.0;  // 2^20
+  for (int64_t e = 0; e < E; ++e) {
+    const Segment<T>& s = segs[e];
+    const double ax = s.ax, ay = s.ay, vx = s.vx, vy = s.vy;
+    const bool finite = std::isfinite(ax) && std::isfinite(ay) && std::isfinite(vx) &&
+                        std::isfinite(vy) && std::isfinite(static_cast<double>(s.inv_len2));
+    const bool small = std::fabs(ax) <= limit && std::fabs(ay) <= limit &&
+                       std::fabs(vx) <= limit && std::fabs(vy) <= limit;
+    const T nlw = s.neg_log_w;
+    // -log w finite (w > 0, finite) or +inf (w == 0): then the edge's cost is never NaN.
+    const bool weight_ok = std::isfinite(nlw) || nlw == std::numeric_limits<T>::infinity();
+    if (!(finite && small && weight_ok)) {
+      t.x0[e] = t.x1[e] = t.y0[e] = t.y1[e] = t.nx[e] = t.ny[e] = t.nc[e] = 0;
+      t.margin[e] = std::numeric_limits<double>::infinity();
+      t.neg_log_w[e] = -std::numeric_limits<T>::infinity();
+      continue;
+    }
+    const double bx = ax + vx, by = ay + vy;  // the segment the pixel loop measures against
+    t.x0[e] = std::min(ax, bx);
+    t.x1[e] = std::max(ax, bx);
+    t.y0[e] = std::min(ay, by);
+    t.y1[e] = std::max(ay, by);
+    const double len = std::sqrt(vx * vx + vy * vy);
+    // A zero-length (or subnormal) segment: no normal axis; the box distance alone is exact.
+    const double nx = len > 1e-150 ? -vy / len : 0.0, ny = len > 1e-150 ? vx / len : 0.0;
+    t.nx[e] = nx;
+    t.ny[e] = ny;
+    t.nc[e] = nx * ax + ny * ay;
+    // 32 eps (1 + |P_a| + |v|): covers the rounding of r = (p - P_a) - t v in T (below
+    // 3 eps (1 + |P_a| + |v|)) and of this bound's own arithmetic in double.
+    t.margin[e] = 32.0 * static_cast<double>(machine_eps<T>()) *
+                  (1.0 + std::fabs(ax) + std::fabs(ay) + std::fabs(vx) + std::fabs(vy));
+    t.neg_log_w[e] = nlw;
+  }
+  return t;
+}
+
+// Lower bounds L_e (in T) of the cost over the pixel box [bx0, bx1] x [by0, by1] (the extreme
+// pixel centres of the tile, as the pixel loop computes them).
+template <typename T, bool Gaussian>
+KP3D_CPU_CLONES void tile_bounds(const double* __restrict x0, const double* __restrict x1,
+                                 const double* __restrict y0, const double* __restrict y1,
+                                 const double* __restrict nx, const double* __restrict ny,
+                                 const double* __restrict nc, const double* __restrict margin,
+                                 const T* __restrict neg_log_w, int64_t E, double bx0,
+                                 double bx1, double by0, double by1, T inv_sigma,
+                                 T* __restrict lower) {
+  const double cx = 0.5 * (bx0 + bx1), cy = 0.5 * (by0 + by1);
+  const double hx = 0.5 * (bx1 - bx0), hy = 0.5 * (by1 - by0);
+  const double shrink = 1.0 - 8.0 * static_cast<double>(machine_eps<T>());
+  for (int64_t e = 0; e < E; ++e) {
+    // Separation of the two bounding boxes (a lower bound: the segment lies in its box) ...
+    const double gx0 = x0[e] - bx1, gx1 = bx0 - x1[e], gy0 = y0[e] - by1, gy1 = by0 - y1[e];
+    double gx = gx0 > gx1 ? gx0 : gx1;
+    gx = gx > 0.0 ? gx : 0.0;
+    double gy = gy0 > gy1 ? gy0 : gy1;
+    gy = gy > 0.0 ? gy : 0.0;
+    const double d_box = std::sqrt(gx * gx + gy * gy);
+    // ... and along the segment's normal (every point of the segment is at offset nc).
+    const double d_normal = std::fabs(nx[e] * cx + ny[e] * cy - nc[e]) -
+                            (hx * std::fabs(nx[e]) + hy * std::fabs(ny[e]));
+    double d = (d_box > d_normal ? d_box : d_normal) - margin[e];
+    d = d > 0.0 ? d : 0.0;
+    const T d2 = static_cast<T>(d * d * shrink);
+    // The same operations, in T, as falloff_exponent + neg_log_w: rounding is monotone, so a
+    // smaller d2 gives a cost that is not larger.
+    const T f = Gaussian ? d2 * inv_sigma : static_cast<T>(sqrt(d2)) * inv_sigma;
+    lower[e] = f + neg_log_w[e];
+  }
+}
+
+// lex_better (segment_math.h) without the NaN terms, for an edge whose cost is never NaN (a
+// cullable one): a NaN best is then never taken, as lex_better would decide.
+template <typename T>
+inline bool lex_better_number(T cost, int32_t e, T best, int32_t a) {
+  return (cost < best) | ((cost == best) & (e < a));
+}
+
+// One edge over the kTilePixels pixels of a tile (pixel centres px, py; a partial tile repeats
+// pixels of the image in its unused slots, which changes neither its results nor its worst).
+template <typename T, bool Gaussian, bool MaybeNaN>
+KP3D_CPU_CLONES void tile_edge(const Segment<T> s, int32_t ei, const T* __restrict px,
+                               const T* __restrict py, T inv_sigma, T* __restrict best,
+                               int32_t* __restrict arg) {
+  for (int64_t i = 0; i < kTilePixels; ++i) {
+    const T cost = falloff_exponent(project(s, px[i], py[i]), inv_sigma, Gaussian) + s.neg_log_w;
+    const T b = best[i];
+    const int32_t a = arg[i];
+    const bool take = MaybeNaN ? lex_better(cost, ei, b, a) : lex_better_number(cost, ei, b, a);
+    const int32_t mask = -static_cast<int32_t>(take);
+    best[i] = take ? cost : b;
+    arg[i] = (ei & mask) | (a & ~mask);
+  }
+}
+
+// The largest best cost of the tile, NaN if any pixel's best is NaN (then nothing is culled).
+// Floats are compared through their order-preserving integer keys, so that the loop vectorises.
+inline int32_t order_key(float x) {
+  int32_t i;
+  std::memcpy(&i, &x, sizeof(i));
+  return i ^ ((i >> 31) & 0x7fffffff);
+}
+inline int64_t order_key(double x) {
+  int64_t i;
+  std::memcpy(&i, &x, sizeof(i));
+  return i ^ ((i >> 63) & 0x7fffffffffffffffLL);
+}
+
+template <typename T>
+KP3D_CPU_CLONES T tile_worst(const T* __restrict best) {
+  using Key = decltype(order_key(T(0)));
+  Key worst = std::numeric_limits<Key>::min();
+  int32_t nan = 0;
+  for (int64_t i = 0; i < kTilePixels; ++i) {
+    const T b = best[i];
+    const Key k = order_key(b);
+    worst = k > worst ? k : worst;
+    nan |= static_cast<int32_t>(b != b);
+  }
+  if (nan) return std::numeric_limits<T>::quiet_NaN();
+  const Key bits = worst ^ ((worst >> (8 * sizeof(Key) - 1)) & std::numeric_limits<Key>::max());
+  T out;
+  std::memcpy(&out, &bits, sizeof(out));
+  return out;
+}
+
+// Whether the forward culls (the default). KP3D_EDGE_MAP_CULL=0 runs the all-edges loop instead:
+// the tests compare the two bit for bit and the benchmarks time them side by side.
+inline bool culling_enabled() {
+  const char* v = std::getenv("KP3D_EDGE_MAP_CULL");
+  return v == nullptr || std::strcmp(v, "0") != 0;
+}
+
+template <typename T>
+struct Candidate {
+  T bound;
+  int32_t edge;
+};
+
+template <typename T>
+void forward_culled(const std::vector<std::vector<Segment<T>>>& segs, int64_t B, int64_t E,
+                    int64_t H, int64_t W, T inv_sigma, bool gaussian, T* o, int32_t* win) {
+  std::vector<CullTable<T>> tables(B);
+  at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) tables[b] = make_cull_table<T>(segs[b]);
+  });
+  const int64_t tiles_h = (H + kTileRows - 1) / kTileRows;
+  const int64_t tiles_w = (W + kTileCols - 1) / kTileCols;
+  const int64_t tiles = tiles_h * tiles_w;
+  // Tiles differ a lot in cost (how many edges pass near them): the threads take them one at a
+  // time from a shared counter instead of a fixed share each. Which thread renders a tile does
+  // not change any result.
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), B * tiles));
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+    std::vector<T> best(kTilePixels), px(kTilePixels), py(kTilePixels), lower(E);
+    std::vector<int32_t> arg(kTilePixels);
+    std::vector<Candidate<T>> cand(E);
+    for (int64_t task = next.fetch_add(1); task < B * tiles; task = next.fetch_add(1)) {
+      const int64_t b = task / tiles, tile = task % tiles;
+      const int64_t r0 = (tile / tiles_w) * kTileRows, c0 = (tile % tiles_w) * kTileCols;
+      const int64_t rows = std::min(kTileRows, H - r0), cols = std::min(kTileCols, W - c0);
+      for (int64_t i = 0; i < kTileRows; ++i) {
+        for (int64_t c = 0; c < kTileCols; ++c) {
+          px[i * kTileCols + c] = pixel_centre<T>(c0 + std::min(c, cols - 1), W);
+          py[i * kTileCols + c] = pixel_centre<T>(r0 + std::min(i, rows - 1), H);
+        }
+      }
+      std::fill(best.begin(), best.end(), std::numeric_limits<T>::infinity());
+      std::fill(arg.begin(), arg.end(), 0);
+      const Segment<T>* sb = segs[b].data();
+      const CullTable<T>& tb = tables[b];
+      // pixel_centre is monotone in its index, so the box holds every pixel centre of the tile
+      (gaussian ? tile_bounds<T, true> : tile_bounds<T, false>)(
+          tb.x0.data(), tb.x1.data(), tb.y0.data(), tb.y1.data(), tb.nx.data(), tb.ny.data(),
+          tb.nc.data(), tb.margin.data(), tb.neg_log_w.data(), E, px[0], px[cols - 1], py[0],
+          py[(rows - 1) * kTileCols], inv_sigma, lower.data());
+      auto eval = [&](int32_t e) {
+        const bool maybe_nan = !(lower[e] > -std::numeric_limits<T>::infinity());
+        auto* fn = gaussian ? (maybe_nan ? tile_edge<T, true, true> : tile_edge<T, true, false>)
+                            : (maybe_nan ? tile_edge<T, false, true> : tile_edge<T, false, false>);
+        fn(sb[e], e, px.data(), py.data(), inv_sigma, best.data(), arg.data());
+      };
+      // The most promising edge first (the smallest bound, lowest index among equals) ...
+      int32_t first = 0;
+      for (int64_t e = 1; e < E; ++e) {
+        const bool lt = lower[e] < lower[first];
+        first = lt ? static_cast<int32_t>(e) : first;
+      }
+      const T lmin = lower[first];
+      eval(first);
+      T worst = tile_worst(best.data());
+      // ... then every other edge whose bound is not strictly above the tile's worst best cost
+      // (a NaN worst keeps them all) ...
+      int64_t n = 0;
+      for (int64_t e = 0; e < E; ++e) {
+        cand[n] = {lower[e], static_cast<int32_t>(e)};
+        n += (e != first) & !(lower[e] > worst);
+      }
+      // ... roughly by increasing bound: in up to four passes, each over the edges still left
+      // whose bound is at most a rising threshold (in edge order within a pass). The order only
+      // changes how soon `worst` falls, never the result; an edge whose bound is above the
+      // current worst is skipped for good (worst only decreases).
+      const bool finite = std::isfinite(lmin) && std::isfinite(worst);
+      const int passes = finite ? 4 : 1;
+      int since = 0;
+      for (int pass = 1; pass <= passes && n > 0; ++pass) {
+        const T threshold = pass == passes ? worst : lmin + (worst - lmin) * T(pass) / T(passes);
+        int64_t left = 0;
+        for (int64_t j = 0; j < n; ++j) {
+          const Candidate<T> c = cand[j];
+          if (since >= 4) {  // refresh the tile's worst every few edges
+            worst = tile_worst(best.data());
+            since = 0;
+          }
+          if (c.bound > worst) continue;  // can neither win nor tie at any pixel of the tile
+          if (pass == passes || c.bound <= threshold) {
+            eval(c.edge);
+            ++since;
+          } else {
+            cand[left++] = c;  // a later pass
+          }
+        }
+        n = left;
+      }
+      for (int64_t i = 0; i < rows; ++i) {
+        T* orow = o + (b * H + r0 + i) * W + c0;
+        int32_t* wrow = win + (b * H + r0 + i) * W + c0;
+        for (int64_t c = 0; c < cols; ++c) {
+          orow[c] = exp(-best[i * kTileCols + c]);
+          wrow[c] = arg[i * kTileCols + c];  // the unused slots repeat pixels: not written
+        }
+      }
+    }
+  });
+}
+
 template <typename T>
 void forward_impl(const at::Tensor& keypoints, const at::Tensor& weights,
                   const at::Tensor& edges, int64_t H, int64_t W, double sigma, bool gaussian,
@@ -63,6 +349,10 @@ void forward_impl(const at::Tensor& keypoints, const at::Tensor& weights,
 
   std::vector<std::vector<Segment<T>>> segs(B);
   for (int64_t b = 0; b < B; ++b) segs[b] = make_segments<T>(kp + b * K * 2, w + b * E, ed, K, E);
+  if (culling_enabled() && E > 0) {
+    forward_culled<T>(segs, B, E, H, W, inv_sigma, gaussian, o, win);
+    return;
+  }
 
   // One task per image row: the edge loop is outside the pixel loop so that the pixel loop
   // (fixed y, consecutive x) vectorises.
@@ -123,6 +413,7 @@ void backward_impl(const at::Tensor& grad_out, const at::Tensor& keypoints,
         for (int64_t c = 0; c < W; ++c) {
           const T g = go[base + c];
           const int64_t e = win[base + c];
+          if (e < 0 || e >= E) continue;  // not a winner from edge_map_fwd: contributes nothing
           const Segment<T>& s = segs[e];
           const Projection<T> pr = project(s, pixel_centre<T>(c, W), py);
           const T f = falloff_exponent(pr, inv_sigma, gaussian);
@@ -151,6 +442,7 @@ void backward_impl(const at::Tensor& grad_out, const at::Tensor& keypoints,
         }
         gw[b * E + e] = static_cast<T>(s[0]);
         const int64_t ia = ed[2 * e], ib = ed[2 * e + 1];
+        if (ia < 0 || ia >= K || ib < 0 || ib >= K) continue;  // a NaN edge: no keypoint
         gkb[2 * ia] += s[1];
         gkb[2 * ia + 1] += s[2];
         gkb[2 * ib] += s[3];

@@ -16,18 +16,24 @@
 
 namespace kp3d::cuda {
 
-// out (B, H, W) = max_e w_e exp(-f_e), winner (B, H, W) int32 = its edge (SPEC section 3).
+// out (B, H, W) = max_e w_e exp(-f_e), winner (B, H, W) int32 = its edge. `cull`: skip, per
+// tile of pixels, the edges that provably cannot win there (the same bits as cull = false).
 template <typename T>
 cudaError_t edge_map_fwd(const T* keypoints, const T* weights, const int64_t* edges, int64_t B,
                          int64_t K, int64_t E, int64_t H, int64_t W, double sigma, bool gaussian,
-                         T* out, int32_t* winner, cudaStream_t stream);
+                         bool cull, T* out, int32_t* winner, cudaStream_t stream);
 
-// grad_keypoints (B, K, 2) and grad_weights (B, E), both fully written (zeroed here first).
+// The row bands per sample of the backward; its scratch holds B * bands * E * 5 elements.
+int64_t edge_map_bwd_bands(int64_t B, int64_t H);
+
+// grad_keypoints (B, K, 2) and grad_weights (B, E), both fully written, deterministically (fixed
+// summation order, no atomics, no memsets); `scratch` is uninitialised memory of
+// B * edge_map_bwd_bands(B, H) * E * 5 elements.
 template <typename T>
 cudaError_t edge_map_bwd(const T* grad_out, const T* keypoints, const T* weights,
                          const int64_t* edges, const int32_t* winner, int64_t B, int64_t K,
                          int64_t E, int64_t H, int64_t W, double sigma, bool gaussian,
-                         T* grad_keypoints, T* grad_weights, cudaStream_t stream);
+                         T* scratch, T* grad_keypoints, T* grad_weights, cudaStream_t stream);
 
 // coords (B*K, 2) and stats (B*K, 2) of `maps` = B*K heatmaps of H x W (SPEC section 4).
 template <typename T>

@@ -10,6 +10,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 
 #include "launchers.h"
@@ -52,6 +54,13 @@ void check_edges(const at::Tensor& keypoints, const at::Tensor& weights,
               "at most 2^31 - 1 edges (the winner map is int32)");
 }
 
+// Whether the forward culls (the default); KP3D_EDGE_MAP_CULL=0 evaluates every edge (the
+// tests compare the two bit for bit).
+bool culling_enabled() {
+  const char* v = std::getenv("KP3D_EDGE_MAP_CULL");
+  return v == nullptr || std::strcmp(v, "0") != 0;
+}
+
 std::tuple<at::Tensor, at::Tensor> edge_map_fwd(const at::Tensor& keypoints,
                                                 const at::Tensor& weights,
                                                 const at::Tensor& edges, int64_t height,
@@ -66,7 +75,7 @@ std::tuple<at::Tensor, at::Tensor> edge_map_fwd(const at::Tensor& keypoints,
   AT_DISPATCH_FLOATING_TYPES(keypoints.scalar_type(), "edge_map_fwd", [&] {
     C10_CUDA_CHECK(kp3d::cuda::edge_map_fwd<scalar_t>(
         keypoints.data_ptr<scalar_t>(), weights.data_ptr<scalar_t>(),
-        edges.data_ptr<int64_t>(), B, K, E, height, width, sigma, gaussian,
+        edges.data_ptr<int64_t>(), B, K, E, height, width, sigma, gaussian, culling_enabled(),
         out.data_ptr<scalar_t>(), winner.data_ptr<int32_t>(), stream));
   });
   return {out, winner};
@@ -84,19 +93,20 @@ std::tuple<at::Tensor, at::Tensor> edge_map_bwd(const at::Tensor& grad_out,
   TORCH_CHECK(winner.dim() == 3 && winner.size(0) == keypoints.size(0),
               "winner must be (B, H, W)");
   check_shape(grad_out, "grad_out", winner.sizes());
-  // Float atomics across blocks: the summation order, hence the last bits, vary run to run.
-  at::globalContext().alertNotDeterministic("kp3d_kernels::edge_map_bwd (CUDA)");
+  // Deterministic: every sum has a fixed order (no atomics), so no alertNotDeterministic.
   const c10::cuda::CUDAGuard guard(keypoints.device());
   const int64_t B = keypoints.size(0), K = keypoints.size(1), E = edges.size(0);
   auto grad_kp = at::empty_like(keypoints);
   auto grad_w = at::empty_like(weights);
+  const int64_t bands = kp3d::cuda::edge_map_bwd_bands(B, winner.size(1));
+  auto scratch = at::empty({B * bands * E * 5}, keypoints.options());  // uninitialised
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(keypoints.scalar_type(), "edge_map_bwd", [&] {
     C10_CUDA_CHECK(kp3d::cuda::edge_map_bwd<scalar_t>(
         grad_out.data_ptr<scalar_t>(), keypoints.data_ptr<scalar_t>(),
         weights.data_ptr<scalar_t>(), edges.data_ptr<int64_t>(), winner.data_ptr<int32_t>(), B,
-        K, E, winner.size(1), winner.size(2), sigma, gaussian, grad_kp.data_ptr<scalar_t>(),
-        grad_w.data_ptr<scalar_t>(), stream));
+        K, E, winner.size(1), winner.size(2), sigma, gaussian, scratch.data_ptr<scalar_t>(),
+        grad_kp.data_ptr<scalar_t>(), grad_w.data_ptr<scalar_t>(), stream));
   });
   return {grad_kp, grad_w};
 }

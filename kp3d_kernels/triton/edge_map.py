@@ -15,15 +15,18 @@ Three launches forward and backward alike, all O(B E) or O(B H W):
 See docs/triton-kernels.md for the design and the arithmetic.
 """
 
+import os
+
 import torch
 import triton
 import triton.language as tl
 
 from . import _config
-from ._math import div_rn, pixel_centre, reciprocal_of_bits
+from ._math import div_rn, pixel_centre, reciprocal_of_bits, sqrt_rn
 
 SEG_STRIDE = 8  # ax, ay, vx, vy, inv_len2, neg_log_w, w, (pad)
 BIG = tl.constexpr(2147483647)  # "no edge" in the int32 index reductions
+PROBE_BLOCK = tl.constexpr(64)  # edges per step of the culling probe's bound scan
 
 
 # ---- per-edge constants ------------------------------------------------------------------------
@@ -114,12 +117,70 @@ def _cost(px, py, ax, ay, vx, vy, inv_len2, neg_log_w, inv_sigma, GAUSSIAN: tl.c
     return _falloff_exponent(rx, ry, inv_sigma, GAUSSIAN) + neg_log_w
 
 
+@triton.jit
+def _tile_bound(ax, ay, vx, vy, il, nl, bx0, bx1, by0, by1, inv_sigma, GAUSSIAN: tl.constexpr,
+                DT: tl.constexpr):
+    """segment_math.h tile_cost_bound: a lower bound, valid in the rounding of DT, on the cost
+    f - log w of the segment at every pixel centre in the box [bx0, bx1] x [by0, by1] (float64
+    scalars), from the distance between the segment and the box less a rounding margin; -inf
+    for an edge the analysis does not cover (never culled). See docs/kernels.md."""
+    if DT == tl.float32:
+        eps = 1.1920929e-7
+    else:
+        eps = 2.220446049250313e-16
+    axd = ax.to(tl.float64)
+    ayd = ay.to(tl.float64)
+    vxd = vx.to(tl.float64)
+    vyd = vy.to(tl.float64)
+    ild = il.to(tl.float64)
+    nld = nl.to(tl.float64)
+    limit = 1048576.0
+    ok = ((axd - axd == 0) & (ayd - ayd == 0) & (vxd - vxd == 0) & (vyd - vyd == 0)
+          & (ild - ild == 0) & (tl.abs(axd) <= limit) & (tl.abs(ayd) <= limit)
+          & (tl.abs(vxd) <= limit) & (tl.abs(vyd) <= limit) & ((nld - nld == 0) | (nld > 0)))
+    ex = axd + vxd
+    ey = ayd + vyd
+    x0 = tl.minimum(axd, ex)
+    x1 = tl.maximum(axd, ex)
+    y0 = tl.minimum(ayd, ey)
+    y1 = tl.maximum(ayd, ey)
+    gx = tl.maximum(tl.maximum(x0 - bx1, bx0 - x1), 0.0)
+    gy = tl.maximum(tl.maximum(y0 - by1, by0 - y1), 0.0)
+    d_box = tl.sqrt(gx * gx + gy * gy)
+    length = tl.sqrt(vxd * vxd + vyd * vyd)
+    has_normal = length > 1e-150
+    safe = tl.where(has_normal, length, 1.0)
+    nx = tl.where(has_normal, -vyd / safe, 0.0)
+    ny = tl.where(has_normal, vxd / safe, 0.0)
+    cx = 0.5 * (bx0 + bx1)
+    cy = 0.5 * (by0 + by1)
+    hx = 0.5 * (bx1 - bx0)
+    hy = 0.5 * (by1 - by0)
+    d_normal = tl.abs(nx * (cx - axd) + ny * (cy - ayd)) - (hx * tl.abs(nx) + hy * tl.abs(ny))
+    margin = 32.0 * eps * (1.0 + tl.abs(axd) + tl.abs(ayd) + tl.abs(vxd) + tl.abs(vyd))
+    d = tl.maximum(tl.maximum(d_box, d_normal) - margin, 0.0)
+    d2 = (d * d * (1.0 - 8.0 * eps)).to(DT)
+    if GAUSSIAN:
+        f = d2 * inv_sigma
+    else:
+        f = sqrt_rn(d2) * inv_sigma
+    bound = f + nl
+    return tl.where(ok, bound, float("-inf"))
+
+
+@triton.jit
+def _worst(best):
+    """The largest value of the tile, NaN if any is NaN."""
+    has_nan = tl.max((best != best).to(tl.int32), axis=0) > 0
+    return tl.where(has_nan, float("nan"), tl.max(tl.where(best != best, 0.0, best), axis=0))
+
+
 # ---- forward -----------------------------------------------------------------------------------
 
 @triton.jit(do_not_specialize=["sigma_bits"])
 def _edge_map_fwd_kernel(seg_ptr, out_ptr, win_ptr, B, H, W, E, sigma_bits,
                          GAUSSIAN: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
-                         BLOCK_E: tl.constexpr, INT64: tl.constexpr):
+                         BLOCK_E: tl.constexpr, INT64: tl.constexpr, CULL: tl.constexpr):
     DT: tl.constexpr = seg_ptr.dtype.element_ty
     b, r, c, mask, offs = _tile(tl.program_id(0), B, H, W, BLOCK_H, BLOCK_W, INT64)
     px = pixel_centre(c, W, DT)
@@ -131,6 +192,46 @@ def _edge_map_fwd_kernel(seg_ptr, out_ptr, win_ptr, B, H, W, E, sigma_bits,
         seg = seg_ptr + b * E * 8
     best = tl.full([BLOCK_H * BLOCK_W], float("inf"), DT)
     arg = tl.zeros([BLOCK_H * BLOCK_W], tl.int32)
+
+    # Culling (docs/kernels.md, "Exact culling"): `worst` is an upper bound on every pixel's
+    # final best cost (the largest cost of a probe edge -- the edge of smallest bound -- over the
+    # tile, then the largest current best); an edge whose bound is strictly above it can neither
+    # win nor tie anywhere in the tile and is skipped. The visiting order stays the edge order.
+    worst = tl.full([], float("inf"), DT)
+    if CULL:
+        # the box of the tile's pixel centres (pixel_centre is monotone in the index)
+        tiles_w = tl.cdiv(W, BLOCK_W)
+        t = tl.program_id(0) % (tl.cdiv(H, BLOCK_H) * tiles_w)
+        r_lo = (t // tiles_w) * BLOCK_H
+        c_lo = (t % tiles_w) * BLOCK_W
+        r_hi = tl.minimum(r_lo + BLOCK_H, H) - 1
+        c_hi = tl.minimum(c_lo + BLOCK_W, W) - 1
+        bx0 = pixel_centre(c_lo, W, DT).to(tl.float64)
+        bx1 = pixel_centre(c_hi, W, DT).to(tl.float64)
+        by0 = pixel_centre(r_lo, H, DT).to(tl.float64)
+        by1 = pixel_centre(r_hi, H, DT).to(tl.float64)
+        # the probe: the edge of smallest bound (the lowest index among equal bounds)
+        lmin = tl.full([], float("inf"), DT)
+        first = tl.full([], 0, tl.int32)
+        for p0 in range(0, E, PROBE_BLOCK):
+            eo = p0 + tl.arange(0, PROBE_BLOCK)
+            em = eo < E
+            sp = seg + eo * 8
+            bnd = _tile_bound(tl.load(sp + 0, mask=em, other=0.0), tl.load(sp + 1, mask=em, other=0.0),
+                              tl.load(sp + 2, mask=em, other=0.0), tl.load(sp + 3, mask=em, other=0.0),
+                              tl.load(sp + 4, mask=em, other=0.0),
+                              tl.load(sp + 5, mask=em, other=float("inf")),
+                              bx0, bx1, by0, by1, inv_sigma, GAUSSIAN, DT)
+            bnd = tl.where(em, bnd, float("inf"))
+            cmin = tl.min(bnd, axis=0)
+            cidx = tl.min(tl.where(bnd == cmin, eo, BIG), axis=0)
+            take = cmin < lmin
+            first = tl.where(take, cidx, first)
+            lmin = tl.where(take, cmin, lmin)
+        sf = seg + first * 8
+        probe = _cost(px, py, tl.load(sf + 0), tl.load(sf + 1), tl.load(sf + 2), tl.load(sf + 3),
+                      tl.load(sf + 4), tl.load(sf + 5), inv_sigma, GAUSSIAN)
+        worst = _worst(tl.where(mask, probe, float("-inf")))
 
     if BLOCK_E == 1:
         # GPU path: one edge at a time, its constants loaded once per tile as uniform scalars
@@ -144,20 +245,30 @@ def _edge_map_fwd_kernel(seg_ptr, out_ptr, win_ptr, B, H, W, E, sigma_bits,
             vy = tl.load(s + 3)
             il = tl.load(s + 4)
             nl = tl.load(s + 5)
-            cost = _cost(px, py, ax, ay, vx, vy, il, nl, inv_sigma, GAUSSIAN)
-            # segment_math.h `better`: strictly smaller wins (ties keep the lowest e), the first
-            # NaN wins and sticks.
-            if DT == tl.float32:
-                # A NaN-propagating min keeps the exact running value; the winner changes iff
-                # the min's bits changed (min(NaN, x) is the same NaN, so a later NaN never
-                # replaces the first). Three instructions per pixel and edge.
-                new = tl.minimum(best, cost, propagate_nan=tl.PropagateNan.ALL)
-                take = new.to(tl.int32, bitcast=True) != best.to(tl.int32, bitcast=True)
-                best = new
+            if CULL:
+                if e % 8 == 0:  # refresh: the largest current best, when it is lower
+                    current = _worst(tl.where(mask, best, float("-inf")))
+                    worst = tl.where(current < worst, current, worst)
+                bnd = _tile_bound(ax, ay, vx, vy, il, nl, bx0, bx1, by0, by1, inv_sigma,
+                                  GAUSSIAN, DT)
+                visit = (bnd > worst) == 0  # else the edge can neither win nor tie here
             else:
-                take = (cost < best) | ((cost != cost) & (best == best))
-                best = tl.where(take, cost, best)
-            arg = tl.where(take, e, arg)
+                visit = True
+            if visit:
+                cost = _cost(px, py, ax, ay, vx, vy, il, nl, inv_sigma, GAUSSIAN)
+                # segment_math.h `better`: strictly smaller wins (ties keep the lowest e), the
+                # first NaN wins and sticks.
+                if DT == tl.float32:
+                    # A NaN-propagating min keeps the exact running value; the winner changes
+                    # iff the min's bits changed (min(NaN, x) is the same NaN, so a later NaN
+                    # never replaces the first). Three instructions per pixel and edge.
+                    new = tl.minimum(best, cost, propagate_nan=tl.PropagateNan.ALL)
+                    take = new.to(tl.int32, bitcast=True) != best.to(tl.int32, bitcast=True)
+                    best = new
+                else:
+                    take = (cost < best) | ((cost != cost) & (best == best))
+                    best = tl.where(take, cost, best)
+                arg = tl.where(take, e, arg)
     else:
         # Interpreter path: BLOCK_E edges x all pixels of the tile per vectorised step.
         first_nan = tl.full([BLOCK_H * BLOCK_W], BIG, tl.int32)
@@ -171,6 +282,14 @@ def _edge_map_fwd_kernel(seg_ptr, out_ptr, win_ptr, B, H, W, E, sigma_bits,
             vy = tl.load(s + 3, mask=em, other=0.0)[:, None]
             il = tl.load(s + 4, mask=em, other=0.0)[:, None]
             nl = tl.load(s + 5, mask=em, other=float("inf"))[:, None]  # padding never wins
+            if CULL:
+                current = _worst(tl.where(mask, best, float("-inf")))
+                worst = tl.where(current < worst, current, worst)
+                bnd = _tile_bound(ax, ay, vx, vy, il, nl, bx0, bx1, by0, by1, inv_sigma,
+                                  GAUSSIAN, DT)
+                # a skipped edge costs +inf (never taken: `take` is strict, ties keep the lower
+                # index, and a skipped edge's cost is never NaN)
+                nl = tl.where(bnd > worst, float("inf"), nl)
             cost = _cost(px[None, :], py[None, :], ax, ay, vx, vy, il, nl, inv_sigma, GAUSSIAN)
             is_nan = cost != cost
             key = tl.where(is_nan, float("inf"), cost)
@@ -189,6 +308,15 @@ def _edge_map_fwd_kernel(seg_ptr, out_ptr, win_ptr, B, H, W, E, sigma_bits,
 
 
 # ---- backward ----------------------------------------------------------------------------------
+
+@triton.jit
+def _segmented_add5(fa, a0, a1, a2, a3, a4, fb, b0, b1, b2, b3, b4):
+    """The combine of a segmented inclusive scan: (flag, values); a flagged right operand
+    starts a new segment."""
+    return (fa | fb, tl.where(fb != 0, b0, a0 + b0), tl.where(fb != 0, b1, a1 + b1),
+            tl.where(fb != 0, b2, a2 + b2), tl.where(fb != 0, b3, a3 + b3),
+            tl.where(fb != 0, b4, a4 + b4))
+
 
 @triton.jit
 def _add5_min(a0, a1, a2, a3, a4, a5, b0, b1, b2, b3, b4, b5):
@@ -260,7 +388,34 @@ def _edge_map_bwd_kernel(go_ptr, win_ptr, seg_ptr, edges_ptr, gkp_ptr, gw_ptr, B
         gw_b = gw_ptr + b * E
         gkp_b = gkp_ptr + b * K * 2
     key = tl.where(valid, e, BIG)
-    if BLOCK_E == 0:
+    if BLOCK_E == -1:
+        # Segmented reduction: the tile's (winning edge, pixel) pairs sorted by edge, a
+        # segmented inclusive scan of the five values in that order, and one relaxed atomic
+        # add per output value at the last pixel of each edge's run. A fixed number of steps
+        # whatever the number of distinct winners.
+        N: tl.constexpr = BLOCK_H * BLOCK_W
+        idx = tl.arange(0, N)
+        packed = tl.sort((key.to(tl.int64) << 32) | idx.to(tl.int64), 0)
+        skey = (packed >> 32).to(tl.int32)
+        sidx = (packed - (skey.to(tl.int64) << 32)).to(tl.int32)
+        nxt = tl.gather(skey, tl.minimum(idx + 1, N - 1), 0)
+        prv = tl.gather(skey, tl.maximum(idx - 1, 0), 0)
+        head = ((idx == 0) | (skey != prv)).to(tl.int32)
+        tail = ((idx == N - 1) | (skey != nxt)) & (skey < BIG)
+        _, s_w, s_ax, s_ay, s_bx, s_by = tl.associative_scan(
+            (head, tl.gather(g_w, sidx, 0), tl.gather(g_ax, sidx, 0), tl.gather(g_ay, sidx, 0),
+             tl.gather(g_bx, sidx, 0), tl.gather(g_by, sidx, 0)), 0, _segmented_add5)
+        sk = tl.where(tail, skey, 0)
+        ia = tl.load(edges_ptr + 2 * sk, mask=tail, other=-1)
+        ib = tl.load(edges_ptr + 2 * sk + 1, mask=tail, other=-1)
+        ka = tail & (ia >= 0) & (ia < K)
+        kb = tail & (ib >= 0) & (ib < K)
+        tl.atomic_add(gw_b + sk, s_w, mask=tail, sem="relaxed")
+        tl.atomic_add(gkp_b + ia * 2, s_ax, mask=ka, sem="relaxed")
+        tl.atomic_add(gkp_b + ia * 2 + 1, s_ay, mask=ka, sem="relaxed")
+        tl.atomic_add(gkp_b + ib * 2, s_bx, mask=kb, sem="relaxed")
+        tl.atomic_add(gkp_b + ib * 2 + 1, s_by, mask=kb, sem="relaxed")
+    elif BLOCK_E == 0:
         # GPU path: one iteration per distinct winning edge of the tile, in increasing edge
         # order: masked sums over the tile, then one atomic add per output value.
         cur = tl.min(key, axis=0)
@@ -343,8 +498,18 @@ def segments(keypoints, weights, edges):
     return seg
 
 
-def forward(keypoints, weights, edges, height, width, sigma, gaussian, *, sequential=None):
-    """Launch the forward. `sequential` forces the GPU (True) or interpreter (False) edge loop."""
+def culling_enabled():
+    """The forward culls unless KP3D_EDGE_MAP_CULL=0 (read at each call; the tests compare the
+    two bit for bit)."""
+    return os.environ.get("KP3D_EDGE_MAP_CULL") != "0"
+
+
+def forward(keypoints, weights, edges, height, width, sigma, gaussian, *, sequential=None,
+            cull=None):
+    """Launch the forward. `sequential` forces the GPU (True) or interpreter (False) edge loop;
+    `cull` the per-tile culling (default: culling_enabled())."""
+    if cull is None:
+        cull = culling_enabled()
     B = keypoints.shape[0]
     E = edges.shape[0]
     out = torch.empty((B, height, width), dtype=keypoints.dtype, device=keypoints.device)
@@ -363,20 +528,22 @@ def forward(keypoints, weights, edges, height, width, sigma, gaussian, *, sequen
         grid = (B * triton.cdiv(height, bh) * triton.cdiv(width, bw),)
         _edge_map_fwd_kernel[grid](seg, out, winner, B, height, width, E, bits,
                                    GAUSSIAN=gaussian, BLOCK_H=bh, BLOCK_W=bw, BLOCK_E=block_e,
-                                   INT64=int64)
+                                   INT64=int64, CULL=cull)
     else:
         def grid(meta):
             return (B * triton.cdiv(height, meta["BLOCK_H"]) * triton.cdiv(width, meta["BLOCK_W"]),)
 
         _edge_map_fwd_tuned[grid](seg, out, winner, B, height, width, E, bits, GAUSSIAN=gaussian,
-                                  BLOCK_E=1 if sequential else 16, INT64=int64)
+                                  BLOCK_E=1 if sequential else 16, INT64=int64, CULL=cull)
     return out, winner
 
 
 def backward(grad_out, keypoints, weights, edges, winner, sigma, gaussian, *, mode=None):
     """Launch the backward. `mode` forces the per-tile reduction: "fused" (the GPU default: one
     loop iteration per distinct winning edge, one fused reduction each), "loop" (the same loop,
-    separate reductions) or "onehot" (the interpreter default: masked sums over edge chunks)."""
+    separate reductions), "segmented" (sort by winning edge, a segmented scan, one relaxed atomic
+    per edge and value; not yet measured on a GPU) or "onehot" (the interpreter default: masked
+    sums over edge chunks)."""
     B, K, _ = keypoints.shape
     E = edges.shape[0]
     H, W = winner.shape[1], winner.shape[2]
@@ -394,8 +561,8 @@ def backward(grad_out, keypoints, weights, edges, winner, sigma, gaussian, *, mo
     args = (grad_out, winner, seg, edges, grad_kp, grad_w, B, H, W, K, E, bits)
     if _config.INTERPRET:
         bh, bw = _interpret_tile(H, W)
-        block_e = 0 if mode != "onehot" else min(
-            _config.next_pow2(E), max(_config.INTERPRET_MAX_PAIRS // (bh * bw), 1))
+        block_e = {"segmented": -1, "onehot": min(
+            _config.next_pow2(E), max(_config.INTERPRET_MAX_PAIRS // (bh * bw), 1))}.get(mode, 0)
         grid = (B * triton.cdiv(H, bh) * triton.cdiv(W, bw),)
         _edge_map_bwd_kernel[grid](*args, GAUSSIAN=gaussian, BLOCK_H=bh, BLOCK_W=bw,
                                    BLOCK_E=block_e, FUSED_REDUCE=fused, INT64=int64)
@@ -403,6 +570,7 @@ def backward(grad_out, keypoints, weights, edges, winner, sigma, gaussian, *, mo
         def grid(meta):
             return (B * triton.cdiv(H, meta["BLOCK_H"]) * triton.cdiv(W, meta["BLOCK_W"]),)
 
-        _edge_map_bwd_tuned[grid](*args, GAUSSIAN=gaussian, BLOCK_E=16 if mode == "onehot" else 0,
+        _edge_map_bwd_tuned[grid](*args, GAUSSIAN=gaussian,
+                                  BLOCK_E={"segmented": -1, "onehot": 16}.get(mode, 0),
                                   FUSED_REDUCE=fused, INT64=int64)
     return grad_kp, grad_w

@@ -10,6 +10,11 @@ from . import naive
 
 FALLOFFS = ("exp", "gaussian")
 
+# The fused backends whose forward culls, per tile of pixels, the edges that cannot win there
+# (docs/kernels.md, "Exact culling"). KP3D_EDGE_MAP_CULL=0 in the environment, read at each
+# call, makes them evaluate every edge instead (the tests compare the two bit for bit).
+CULLING_BACKENDS = ("cpu", "cuda", "triton")
+
 
 @functools.lru_cache(maxsize=64)
 def _all_pairs(num_keypoints: int, device: torch.device) -> torch.Tensor:
@@ -38,6 +43,13 @@ def edge_map(keypoints, weights, size, sigma, *, edges=None, falloff="exp", back
         (B, H, W) in the dtype of `keypoints`: S(p) = max_e w_e exp(-f_e(p)). Gradients reach
         the keypoints and the weights through each pixel's winning edge.
     """
+    return _edge_map(keypoints, weights, size, sigma, edges, falloff, backend,
+                     check_edge_values=True)
+
+
+def _edge_map(keypoints, weights, size, sigma, edges, falloff, backend, *, check_edge_values):
+    """edge_map; `check_edge_values=False` trusts the edge indices (EdgeMapRenderer's own,
+    checked at its construction), so that nothing here reads a tensor's values on the host."""
     _validate.keypoints("keypoints", keypoints)
     B, K, _ = keypoints.shape
     height, width = _validate.size2d("size", size)
@@ -46,7 +58,7 @@ def edge_map(keypoints, weights, size, sigma, *, edges=None, falloff="exp", back
     if edges is None:
         edges = _all_pairs(K, keypoints.device)
     else:
-        _validate.edges("edges", edges, K, keypoints.device)
+        _validate.edges("edges", edges, K, keypoints.device, check_values=check_edge_values)
     _validate.edge_weights("weights", weights, B, edges.shape[0], keypoints.device)
     backend = _backend.resolve(backend, keypoints.device)
     gaussian = falloff == "gaussian"
