@@ -1,4 +1,4 @@
-"""pytest-benchmark suite of kp3d_kernels: every op x backend x direction x shape (SPEC section 7).
+"""pytest-benchmark suite of kp3d_kernels: every op x backend x direction x shape (docs/benchmarks.md).
 
 Scales (`--bench-scale`, or the KP3D_BENCH_SCALE environment variable):
 

@@ -8,7 +8,7 @@ On CPU torch has no allocator statistics, so the call runs once under
 (c10's, which every tensor of torch and of the compiled extension goes through) is recorded with
 its time and size; the running sum of allocations minus frees, in time order, starts at 0 and its
 maximum is the peak. It is exact for tensors. It does not see memory a kernel takes outside the
-tensor allocator (`std::vector` scratch in the C++ kernels, OpenMP thread stacks); SPEC bounds
+tensor allocator (`std::vector` scratch in the C++ kernels, OpenMP thread stacks); docs/kernels.md bounds
 that scratch to O(B E) per-edge accumulators and O(W) per thread, small next to the O(B H W)
 tensors (see docs/benchmarks.md).
 

@@ -1,4 +1,4 @@
-"""Edge map (SPEC section 3): all K(K-1)/2 pairs, gaussian (AutoLink's draw_lines) and exp falloff.
+"""Edge map (docs/kernels.md): all K(K-1)/2 pairs, gaussian (AutoLink's draw_lines) and exp falloff.
 
 The `torch` backend is the reference and AutoLink's approach: it materialises the (B, E, H, W)
 scores. The fused backends keep O(B H W) + O(B E).

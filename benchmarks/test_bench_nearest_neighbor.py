@@ -1,4 +1,4 @@
-"""Nearest other point (SPEC section 5): distance and index; the gradient flows through the distance.
+"""Nearest other point (docs/kernels.md): distance and index; the gradient flows through the distance.
 
 Baseline beside the `torch` reference: `torch.cdist` + `min` (the usual one-liner).
 """

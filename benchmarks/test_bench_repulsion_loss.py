@@ -1,4 +1,4 @@
-"""Repulsion loss (SPEC section 5): L = -sum_i d_i exp(-d_i / h), mean over the batch."""
+"""Repulsion loss (docs/kernels.md): L = -sum_i d_i exp(-d_i / h), mean over the batch."""
 
 import pytest
 import torch

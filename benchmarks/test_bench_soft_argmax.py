@@ -1,4 +1,4 @@
-"""Spatial soft-argmax (SPEC section 4), softmax normalisation (AutoLink), temperature 1.
+"""Spatial soft-argmax (docs/kernels.md), softmax normalisation (AutoLink), temperature 1.
 
 Baselines beside the `torch` reference: kornia's `spatial_soft_argmax2d` when kornia is
 installed (optional; the same align-corners grid and (x, y) order).

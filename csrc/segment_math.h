@@ -1,6 +1,6 @@
 // Segment math shared by the CPU (csrc/cpu) and CUDA (csrc/cuda) kernels.
 //
-// Conventions (SPEC section 2-3): keypoints are (x, y) in [-1, 1]; pixel (r, c) of an H x W
+// Conventions (docs/kernels.md): keypoints are (x, y) in [-1, 1]; pixel (r, c) of an H x W
 // grid has centre x = -1 + 2c/(W-1), y = -1 + 2r/(H-1). For edge e = (a, b), v = P_b - P_a,
 //   t = clamp(<p - P_a, v> / (|v|^2 + 1e-12), 0, 1),  r = p - P_a - t v,  d = |r|,
 //   gaussian: f = d^2 / sigma       exp: f = d / sigma,

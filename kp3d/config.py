@@ -72,10 +72,11 @@ SECTIONS = {"model": ModelConfig, "train": TrainConfig, "data": DataConfig}
 
 _CPU_WIDTHS = {"model.detector_widths": (16, 32, 64), "model.decoder_widths": (16, 32, 64, 128)}
 PRESETS = {
-    # the CPU demo: sized for both of its runs to finish within 15 minutes on two cores
+    # the CPU demo, both of its runs within 15 minutes on two cores; chosen on the validation
+    # split (docs/experiments.md)
     "cpu": {"model.num_keypoints": 8, "model.image_size": 64, **_CPU_WIDTHS,
             "model.learn_edge_weights": False, "model.edge_weight_init": 1.0,
-            "train.steps": 350, "train.batch_size": 16, "train.lr": 1e-3},
+            "train.steps": 600, "train.batch_size": 16, "train.lr": 1e-3, "train.w_repulsion": 0.01},
     # one GPU, a few minutes
     "gpu": {"model.num_keypoints": 16, "model.image_size": 64,
             "model.detector_widths": (32, 64, 128), "model.decoder_widths": (32, 64, 128, 256),

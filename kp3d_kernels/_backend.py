@@ -1,4 +1,4 @@
-"""Which implementations exist here, and which one a call runs on (SPEC section 6).
+"""Which implementations exist here, and which one a call runs on (docs/kernels.md).
 
 `torch` is the pure-PyTorch reference and always works. `cpu` and `cuda` are the compiled
 extension (`kp3d_kernels._C`, built by setup.py; when the wheel was built without torch it is
@@ -46,9 +46,10 @@ def _jit_build():
     sources = [str(src / "ops.cpp")] + sorted(str(p) for p in (src / "cpu").glob("*.cpp"))
     warnings.warn(
         "kp3d_kernels: the compiled extension is not installed (the package was built without "
-        "torch, e.g. by `pip install .` with build isolation). Compiling the CPU kernels now with "
-        "ninja (about a minute, once). Install with `pip install --no-build-isolation .` to "
-        "build them ahead of time.", RuntimeWarning, stacklevel=4)
+        "torch, e.g. by `pip install .` with build isolation), so the CPU kernels are compiled "
+        "with ninja on first use (about a minute the first time; later imports reuse them). "
+        "Install with `pip install --no-build-isolation .` to build them ahead of time.",
+        RuntimeWarning, stacklevel=4)
     cpp_extension.load(
         name="kp3d_kernels_jit", sources=sources, is_python_module=False,
         extra_include_paths=[str(src)], extra_cflags=["-O3", "-fopenmp", "-g0", "-fno-trapping-math", "-fno-math-errno"],

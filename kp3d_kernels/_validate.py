@@ -1,4 +1,4 @@
-"""Input checks shared by every op, run before any kernel (SPEC section 2).
+"""Input checks shared by every op, run before any kernel (docs/kernels.md).
 
 A violation raises TypeError (wrong kind or dtype) or ValueError (wrong shape or value) whose
 message names the argument and says what was expected.

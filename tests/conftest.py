@@ -1,5 +1,5 @@
 """TRITON_INTERPRET must be set before any module defining Triton kernels is imported
-(SPEC section 6): without a GPU the Triton backend is tested on CPU tensors through the
+(docs/kernels.md): without a GPU the Triton backend is tested on CPU tensors through the
 interpreter. The backends under test are listed in tests/backends.py."""
 
 import os

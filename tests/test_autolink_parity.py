@@ -1,6 +1,6 @@
 """EdgeMapRenderer(falloff="gaussian") is a drop-in replacement for AutoLink's renderer.
 
-`autolink_draw_lines` below re-states AutoLink's renderer from its formula (SPEC section 3,
+`autolink_draw_lines` below re-states AutoLink's renderer from its formula (docs/kernels.md,
 PRIOR-ART.md): keypoints in (row, col) order on a linspace(-1, 1, size) grid, all pairs i < j,
 score exp(-d^2 / thick) * w, hard max over pairs. It is written independently of kp3d_kernels.
 """

@@ -1,4 +1,4 @@
-"""Every bad input of SPEC section 2 raises a clear error naming the argument."""
+"""Every bad input of docs/kernels.md raises a clear error naming the argument."""
 
 import pytest
 import torch

@@ -35,7 +35,7 @@ cudaError_t edge_map_bwd(const T* grad_out, const T* keypoints, const T* weights
                          int64_t E, int64_t H, int64_t W, double sigma, bool gaussian,
                          T* scratch, T* grad_keypoints, T* grad_weights, cudaStream_t stream);
 
-// coords (B*K, 2) and stats (B*K, 2) of `maps` = B*K heatmaps of H x W (SPEC section 4).
+// coords (B*K, 2) and stats (B*K, 2) of `maps` = B*K heatmaps of H x W (docs/kernels.md).
 template <typename T>
 cudaError_t soft_argmax_fwd(const T* heatmaps, int64_t maps, int64_t H, int64_t W,
                             double temperature, bool softmax, T* coords, T* stats,
@@ -48,7 +48,7 @@ cudaError_t soft_argmax_bwd(const T* grad_coords, const T* heatmaps, const T* co
                             cudaStream_t stream);
 
 // Nearest other point (B, K) and, when `loss` is not null, the repulsion loss (B,) with
-// bandwidth h (SPEC section 5). D is 2 or 3.
+// bandwidth h (docs/kernels.md). D is 2 or 3.
 template <typename T>
 cudaError_t nn_fwd(const T* points, int64_t B, int64_t K, int64_t D, T* dist, int64_t* index,
                    T* loss, double bandwidth, cudaStream_t stream);

@@ -1,5 +1,5 @@
 // CUDA nearest neighbour (the nearest *other* point, ties to the lowest index) and repulsion
-// loss L_b = -sum_i d_i exp(-d_i / h) (SPEC section 5).
+// loss L_b = -sum_i d_i exp(-d_i / h) (docs/kernels.md).
 //
 // One block per sample, any K: the block takes the sample's points kThreads at a time, and
 // scans the candidates through shared memory in tiles of kTile points. Squared distances are

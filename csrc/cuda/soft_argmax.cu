@@ -1,4 +1,4 @@
-// Fused CUDA spatial soft-argmax (SPEC section 4).
+// Fused CUDA spatial soft-argmax (docs/kernels.md).
 //
 // Forward: one block per heatmap. Each thread walks the map with a stride of the block size and
 // keeps an online softmax state (running max m of h/T, and the sums of q = exp(h/T - m), q x,

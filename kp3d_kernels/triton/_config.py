@@ -15,7 +15,7 @@ import struct
 import torch
 import triton
 
-# Read once, at import: SPEC section 6 requires TRITON_INTERPRET to be set before any module that
+# Read once, at import: docs/kernels.md requires TRITON_INTERPRET to be set before any module that
 # defines Triton kernels is imported.
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 

@@ -1,5 +1,5 @@
 """Device helpers shared by the kernels. Only core `tl` operations: libdevice functions do not
-run under the interpreter (SPEC section 6)."""
+run under the interpreter (docs/kernels.md)."""
 
 import triton
 import triton.language as tl

@@ -1,4 +1,4 @@
-"""Triton edge map, forward and backward (SPEC section 3; semantics of csrc/cpu/edge_map.cpp).
+"""Triton edge map, forward and backward (docs/kernels.md; semantics of csrc/cpu/edge_map.cpp).
 
 Three launches forward and backward alike, all O(B E) or O(B H W):
 

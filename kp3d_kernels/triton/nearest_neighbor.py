@@ -1,4 +1,4 @@
-"""Triton nearest neighbour and repulsion loss (SPEC section 5; semantics of
+"""Triton nearest neighbour and repulsion loss (docs/kernels.md; semantics of
 csrc/cpu/nearest_neighbor.cpp).
 
 Forward, one launch: the K x K distance matrix of a sample in BLOCK_I x BLOCK_J tiles, never

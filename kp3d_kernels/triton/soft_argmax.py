@@ -1,4 +1,4 @@
-"""Triton spatial soft-argmax (SPEC section 4; semantics of csrc/cpu/soft_argmax.cpp).
+"""Triton spatial soft-argmax (docs/kernels.md; semantics of csrc/cpu/soft_argmax.cpp).
 
 Forward: one pass over each heatmap, BLOCK_M heatmaps x BLOCK_P pixels per step, with an online
 (max-rescaled) softmax: running max m, and the sums z, sum q x, sum q y rescaled by exp(m - m')

@@ -1,4 +1,4 @@
-"""The edge map: max over segments of w exp(-d / sigma) or w exp(-d^2 / sigma) (SPEC section 3)."""
+"""The edge map: max over segments of w exp(-d / sigma) or w exp(-d^2 / sigma) (docs/kernels.md)."""
 
 import functools
 
@@ -37,7 +37,7 @@ def edge_map(keypoints, weights, size, sigma, *, edges=None, falloff="exp", back
         sigma: the falloff width (> 0); AutoLink's `thick` for the gaussian falloff.
         edges: (E, 2) integer pairs (a, b); None means all pairs a < b (triu order).
         falloff: "exp" (w exp(-d/sigma)) or "gaussian" (w exp(-d^2/sigma)).
-        backend: "auto", "torch", "cpu", "cuda" or "triton" (SPEC section 6).
+        backend: "auto", "torch", "cpu", "cuda" or "triton" (docs/kernels.md).
 
     Returns:
         (B, H, W) in the dtype of `keypoints`: S(p) = max_e w_e exp(-f_e(p)). Gradients reach

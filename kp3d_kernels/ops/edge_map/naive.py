@@ -1,4 +1,4 @@
-"""Pure-PyTorch reference of the edge map (SPEC section 3): the ground truth of every backend.
+"""Pure-PyTorch reference of the edge map (docs/kernels.md): the ground truth of every backend.
 
 It materialises the (B, E, H, W) scores, exactly as AutoLink's renderer does, and lets autograd
 differentiate it. Readable, not fast.
@@ -6,19 +6,7 @@ differentiate it. Readable, not fast.
 
 import torch
 
-
-def pixel_grid(height: int, width: int, dtype: torch.dtype, device: torch.device):
-    """Pixel centres on the align-corners grid: x = -1 + 2c/(W-1), y = -1 + 2r/(H-1).
-
-    Written as that formula (not torch.linspace) so that the fused kernels, which evaluate the
-    same expression per pixel, agree to the last bit; a 1-pixel axis sits at -1.
-    """
-
-    def axis(n):
-        i = torch.arange(n, dtype=dtype, device=device)
-        return -1 + 2 * i / (n - 1) if n > 1 else torch.full((1,), -1.0, dtype=dtype, device=device)
-
-    return axis(width), axis(height)
+from ...grid import pixel_grid
 
 
 def edge_map(keypoints, weights, height, width, sigma, edges, gaussian):

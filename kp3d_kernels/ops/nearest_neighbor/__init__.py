@@ -1,4 +1,4 @@
-"""Nearest other point of each keypoint, and the repulsion loss built on it (SPEC section 5)."""
+"""Nearest other point of each keypoint, and the repulsion loss built on it (docs/kernels.md)."""
 
 from ... import _backend, _validate
 from ..._dispatch import compute_dtype, family

@@ -1,4 +1,4 @@
-"""Pure-PyTorch reference of the nearest-neighbour search and the repulsion loss (SPEC section 5)."""
+"""Pure-PyTorch reference of the nearest-neighbour search and the repulsion loss (docs/kernels.md)."""
 
 import torch
 

@@ -1,4 +1,4 @@
-"""Spatial soft-argmax: the expected (x, y) position under each normalised heatmap (SPEC 4)."""
+"""Spatial soft-argmax: the expected (x, y) position under each normalised heatmap (docs/kernels.md)."""
 
 from ... import _backend, _validate
 from ..._dispatch import compute_dtype, family
@@ -12,7 +12,7 @@ def soft_argmax(heatmaps, *, temperature=1.0, normalize="softmax", backend="auto
 
     normalize="softmax": q = softmax(h / temperature) over the H*W positions (AutoLink);
     normalize="sum": q = h / max(sum h, 1e-12), for maps already in [0, 1].
-    Positions are the pixel centres of the align-corners grid (SPEC section 2).
+    Positions are the pixel centres of the align-corners grid (docs/kernels.md).
     """
     _validate.tensor("heatmaps", heatmaps, ndim=4)
     if 0 in heatmaps.shape:

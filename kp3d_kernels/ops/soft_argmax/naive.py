@@ -1,8 +1,8 @@
-"""Pure-PyTorch reference of the spatial soft-argmax (SPEC section 4)."""
+"""Pure-PyTorch reference of the spatial soft-argmax (docs/kernels.md)."""
 
 import torch
 
-from ..edge_map.naive import pixel_grid
+from ...grid import pixel_grid
 
 
 def soft_argmax(heatmaps, temperature, softmax):
