@@ -152,8 +152,13 @@ def resolve(backend, device: torch.device) -> str:
     return backend
 
 
-def available_backends(device=None) -> list:
-    """Backends that can run here: on `device` if given, else on any device of this machine."""
+def available_backends(device: torch.device | str | None = None) -> list[str]:
+    """Backends that can run here: on `device` if given, else on any device of this machine.
+
+    Example:
+        >>> "torch" in available_backends("cpu")
+        True
+    """
     if device is not None:
         devices = [torch.device(device)]
     else:

@@ -35,6 +35,11 @@ class EdgeMapRenderer(nn.Module):
         renderer = EdgeMapRenderer(num_keypoints=K, size=128, sigma=thick, falloff="gaussian")
         edge_map = renderer(keypoints_rc.flip(-1))      # (B, 1, 128, 128)
 
+    Example:
+        >>> renderer = EdgeMapRenderer(4, 32, 1e-2, falloff="gaussian")
+        >>> renderer(torch.rand(2, 4, 2) * 2 - 1).shape
+        torch.Size([2, 1, 32, 32])
+
     Args:
         num_keypoints: K >= 2.
         size: H, or (H, W).
@@ -48,8 +53,10 @@ class EdgeMapRenderer(nn.Module):
         initial_weight: the weight every edge starts near (> 0; AutoLink: softplus(-4)).
     """
 
-    def __init__(self, num_keypoints, size, sigma, *, edges=None, falloff="exp", learnable=True,
-                 backend="auto", lr_scale=512.0, initial_weight=AUTOLINK_INITIAL_WEIGHT):
+    def __init__(self, num_keypoints: int, size: int | tuple[int, int], sigma: float, *,
+                 edges: torch.Tensor | None = None, falloff: str = "exp", learnable: bool = True,
+                 backend: str = "auto", lr_scale: float = 512.0,
+                 initial_weight: float = AUTOLINK_INITIAL_WEIGHT):
         super().__init__()
         if isinstance(num_keypoints, bool) or not isinstance(num_keypoints, int) or num_keypoints < 2:
             raise ValueError(f"num_keypoints must be an int >= 2, got {num_keypoints!r}")
@@ -79,7 +86,7 @@ class EdgeMapRenderer(nn.Module):
         """The current edge weights (E,)."""
         return F.softplus(self.lr_scale * self.theta)
 
-    def forward(self, keypoints):
+    def forward(self, keypoints: torch.Tensor) -> torch.Tensor:
         """(B, K, 2) keypoints in (x, y), [-1, 1] -> (B, 1, H, W)."""
         if keypoints.dim() == 3 and keypoints.shape[1] != self.num_keypoints:
             raise ValueError(f"keypoints must have K = {self.num_keypoints} points, "
@@ -90,34 +97,64 @@ class EdgeMapRenderer(nn.Module):
                         self.backend, check_edge_values=False)
         return out.unsqueeze(1)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return (f"num_keypoints={self.num_keypoints}, size={self.size}, sigma={self.sigma}, "
                 f"edges={self.edges.shape[0]}, falloff={self.falloff!r}, backend={self.backend!r}")
 
 
 class SoftArgmax2d(nn.Module):
-    """(B, K, H, W) heatmaps -> (B, K, 2) keypoints in (x, y); see `kp3d_kernels.soft_argmax`."""
+    """Spatial soft-argmax as a module: (B, K, H, W) heatmaps -> (B, K, 2) keypoints in (x, y),
+    [-1, 1], the expected pixel centre under softmax(h / temperature) (or h / sum h with
+    normalize="sum"); see `kp3d_kernels.soft_argmax`.
 
-    def __init__(self, temperature=1.0, normalize="softmax", backend="auto"):
+    Args:
+        temperature: divides the heatmaps before the softmax (> 0).
+        normalize: "softmax" (AutoLink) or "sum" (maps already in [0, 1]).
+        backend: "auto", "torch", "cpu", "cuda" or "triton".
+
+    Example:
+        >>> SoftArgmax2d()(torch.randn(2, 8, 16, 16)).shape
+        torch.Size([2, 8, 2])
+    """
+
+    def __init__(self, temperature: float = 1.0, normalize: str = "softmax", backend: str = "auto"):
         super().__init__()
         self.temperature = _validate.positive_number("temperature", temperature)
         self.normalize = _validate.choice("normalize", normalize, NORMALIZATIONS)
         self.backend = backend
 
-    def forward(self, heatmaps):
+    def forward(self, heatmaps: torch.Tensor) -> torch.Tensor:
         return soft_argmax(heatmaps, temperature=self.temperature, normalize=self.normalize,
                            backend=self.backend)
 
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}, normalize={self.normalize!r}, backend={self.backend!r}"
+
 
 class RepulsionLoss(nn.Module):
-    """-sum_i d_i exp(-d_i / h) over nearest-neighbour distances; see `repulsion_loss`."""
+    """The repulsion loss as a module: (B, K, D) points -> the mean (or sum) over the batch of
+    -sum_i d_i exp(-d_i / h), d_i the distance from point i to its nearest other point; see
+    `kp3d_kernels.repulsion_loss`.
 
-    def __init__(self, bandwidth, reduction="mean", backend="auto"):
+    Args:
+        bandwidth: h, the distance up to which points are pushed apart (> 0).
+        reduction: "mean" or "sum" over the batch, or "none" for (B,) per-sample losses.
+        backend: "auto", "torch", "cpu", "cuda" or "triton".
+
+    Example:
+        >>> RepulsionLoss(0.25)(torch.rand(2, 8, 2) * 2 - 1).shape
+        torch.Size([])
+    """
+
+    def __init__(self, bandwidth: float, reduction: str = "mean", backend: str = "auto"):
         super().__init__()
         self.bandwidth = _validate.positive_number("bandwidth", bandwidth)
         self.reduction = _validate.choice("reduction", reduction, REDUCTIONS)
         self.backend = backend
 
-    def forward(self, points):
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
         return repulsion_loss(points, self.bandwidth, reduction=self.reduction,
                               backend=self.backend)
+
+    def extra_repr(self) -> str:
+        return f"bandwidth={self.bandwidth}, reduction={self.reduction!r}, backend={self.backend!r}"

@@ -21,12 +21,19 @@ def _all_pairs(num_keypoints: int, device: torch.device) -> torch.Tensor:
     return torch.triu_indices(num_keypoints, num_keypoints, 1, device=device).t().contiguous()
 
 
-def all_pairs(num_keypoints: int, device=None) -> torch.Tensor:
-    """All pairs a < b in the order of torch.triu_indices(K, K, 1): (K(K-1)/2, 2) int64."""
+def all_pairs(num_keypoints: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """All pairs a < b in the order of torch.triu_indices(K, K, 1): (K(K-1)/2, 2) int64.
+
+    Example:
+        >>> all_pairs(3).tolist()
+        [[0, 1], [0, 2], [1, 2]]
+    """
     return _all_pairs(num_keypoints, torch.device(device or "cpu")).clone()
 
 
-def edge_map(keypoints, weights, size, sigma, *, edges=None, falloff="exp", backend="auto"):
+def edge_map(keypoints: torch.Tensor, weights: torch.Tensor, size: int | tuple[int, int],
+             sigma: float, *, edges: torch.Tensor | None = None, falloff: str = "exp",
+             backend: str = "auto") -> torch.Tensor:
     """Render the weighted segments between keypoints into a (B, H, W) map.
 
     Args:
@@ -42,6 +49,12 @@ def edge_map(keypoints, weights, size, sigma, *, edges=None, falloff="exp", back
     Returns:
         (B, H, W) in the dtype of `keypoints`: S(p) = max_e w_e exp(-f_e(p)). Gradients reach
         the keypoints and the weights through each pixel's winning edge.
+
+    Example:
+        >>> kp = torch.tensor([[[-0.5, 0.0], [0.5, 0.0], [0.0, 0.5]]])   # (1, 3, 2)
+        >>> out = edge_map(kp, torch.ones(3), 16, 1e-2, falloff="gaussian")
+        >>> out.shape, float(out.max()) <= 1.0
+        (torch.Size([1, 16, 16]), True)
     """
     return _edge_map(keypoints, weights, size, sigma, edges, falloff, backend,
                      check_edge_values=True)
