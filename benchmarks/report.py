@@ -237,9 +237,6 @@ def run_header(run):
                      f"at end: {show(load[1])}")
     if rows:
         lines.append("- versions: " + ", ".join(f"{k} {v}" for k, v in rows.items() if v))
-    if run.commit.get("id"):
-        dirty = " (with uncommitted changes)" if run.commit.get("dirty") else ""
-        lines.append(f"- commit: `{run.commit['id'][:10]}`{dirty}")
     lines.append("")
     return lines
 
