@@ -9,13 +9,12 @@ are timed in the same run; and `keops`, when pykeops imports: the forward as a K
 formula with a Max reduction over the edges (KeOps compiles it on first use, in the warm-up).
 """
 
-import contextlib
-import os
 
 import pytest
 import torch
 
 import kp3d_kernels
+from kp3d_kernels.ops.edge_map import culling
 
 pytestmark = pytest.mark.bench_op("edge_map")
 
@@ -24,19 +23,6 @@ SIGMA = {"gaussian": 1e-3, "exp": 2e-2}
 # The reference's peak memory in bytes per element of its (B, E, H, W) float32 tensor, measured
 # with memory.peak_extra_bytes (about 7.3 x 4 forward, 10.3 x 4 forward+backward), rounded up.
 REFERENCE_BYTES_PER_ELEMENT = {"fwd": 8 * 4, "fwd+bwd": 11 * 4}
-
-
-@contextlib.contextmanager
-def _no_culling():
-    old = os.environ.get("KP3D_EDGE_MAP_CULL")
-    os.environ["KP3D_EDGE_MAP_CULL"] = "0"
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ["KP3D_EDGE_MAP_CULL"]
-        else:
-            os.environ["KP3D_EDGE_MAP_CULL"] = old
 
 
 def keops_edge_map(keypoints, weights, size, sigma, falloff):
@@ -85,7 +71,7 @@ def test_edge_map(run_bench, op, device, backend, direction, falloff, B, K, H, W
             return keops_edge_map(keypoints, weights, (H, W), sigma, falloff)
     elif backend == "cpu-unculled":
         def forward():
-            with _no_culling():
+            with culling(False):
                 return kp3d_kernels.edge_map(keypoints, weights, (H, W), sigma, falloff=falloff,
                                              backend="cpu")
     else:

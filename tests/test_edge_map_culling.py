@@ -8,9 +8,7 @@ all points in one tile, points far outside [-1, 1], zero-length segments, exact 
 edges, weights over nine decades, zero, NaN and infinite inputs.
 """
 
-import contextlib
 import math
-import os
 
 import pytest
 import torch
@@ -19,6 +17,7 @@ import kp3d_kernels as kk
 from backends import KERNEL_BACKENDS, interpreted
 from helpers import gen
 from kp3d_kernels.ops.edge_map import CULLING_BACKENDS as CULLING
+from kp3d_kernels.ops.edge_map import culling
 
 CULLING_BACKENDS = [p for p in KERNEL_BACKENDS if p.values[0] in CULLING]
 FALLOFFS = ["exp", "gaussian"]
@@ -34,19 +33,6 @@ def small_interpreter_tiles(monkeypatch):
 
         monkeypatch.setattr(_config, "INTERPRET_MAX_PIXELS", 64)
         monkeypatch.setattr(_config, "INTERPRET_MAX_PAIRS", 8 * 64)
-
-
-@contextlib.contextmanager
-def culling(enabled):
-    old = os.environ.get("KP3D_EDGE_MAP_CULL")
-    os.environ["KP3D_EDGE_MAP_CULL"] = "1" if enabled else "0"
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ["KP3D_EDGE_MAP_CULL"]
-        else:
-            os.environ["KP3D_EDGE_MAP_CULL"] = old
 
 
 def low_level(backend):

@@ -54,6 +54,24 @@ class WeightsError(ValueError):
     """A perceptual-weights file that cannot be used."""
 
 
+def _read_state_dict(path, network: str) -> dict:
+    """A state dict from `path`, read with weights_only=True; WeightsError naming the path if
+    the file is missing or is not a state dict. A {"state_dict": ...} wrapper is unwrapped."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise WeightsError(f"{network} weights file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling errors come in many types
+        raise WeightsError(f"cannot read {network} weights {path}: not a torch state dict "
+                           f"({type(exc).__name__})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise WeightsError(f"{network} weights {path}: expected a state dict, got {type(state).__name__}")
+    return state
+
+
 def _vgg_features(cfg, widths_scale=1.0):
     layers, c = [], 3
     for v in cfg:
@@ -85,17 +103,7 @@ class VGG16Features(nn.Module):
     @classmethod
     def from_state_dict_file(cls, path, resize=None):
         path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise WeightsError(f"VGG16 weights file not found: {path}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # unpickling errors come in many types
-            raise WeightsError(f"cannot read VGG16 weights {path}: not a torch state dict "
-                               f"({type(exc).__name__})") from None
-        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-            state = state["state_dict"]
-        if not isinstance(state, dict):
-            raise WeightsError(f"VGG16 weights {path}: expected a state dict, got {type(state).__name__}")
+        state = _read_state_dict(path, "VGG16")
         model = cls(resize=resize)
         wanted = model.features.state_dict()
         picked = {}
@@ -246,18 +254,7 @@ class EfficientNetLite0(nn.Module):
         not a torch state dict, or not an EfficientNet-Lite0 one.
         """
         path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise WeightsError(f"EfficientNet-Lite0 weights file not found: {path}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # unpickling errors come in many types
-            raise WeightsError(f"cannot read EfficientNet-Lite0 weights {path}: not a torch "
-                               f"state dict ({type(exc).__name__})") from None
-        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-            state = state["state_dict"]
-        if not isinstance(state, dict):
-            raise WeightsError(f"EfficientNet-Lite0 weights {path}: expected a state dict, "
-                               f"got {type(state).__name__}")
+        state = _read_state_dict(path, "EfficientNet-Lite0")
         if state and all(isinstance(k, str) and k.startswith("module.") for k in state):
             state = {k[len("module."):]: v for k, v in state.items()}
         model = cls()

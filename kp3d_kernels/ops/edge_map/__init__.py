@@ -1,6 +1,8 @@
 """The edge map: max over segments of w exp(-d / sigma) or w exp(-d^2 / sigma) (docs/kernels.md)."""
 
+import contextlib
 import functools
+import os
 
 import torch
 
@@ -14,6 +16,27 @@ FALLOFFS = ("exp", "gaussian")
 # (docs/kernels.md, "Exact culling"). KP3D_EDGE_MAP_CULL=0 in the environment, read at each
 # call, makes them evaluate every edge instead (the tests compare the two bit for bit).
 CULLING_BACKENDS = ("cpu", "cuda", "triton")
+
+
+@contextlib.contextmanager
+def culling(enabled: bool):
+    """Within the block, the fused forwards cull (True, the default outside) or evaluate every
+    edge at every pixel (False); the output is the same either way. It sets
+    KP3D_EDGE_MAP_CULL, so it reaches every thread of this process.
+
+    Example:
+        >>> with culling(False):
+        ...     pass
+    """
+    old = os.environ.get("KP3D_EDGE_MAP_CULL")
+    os.environ["KP3D_EDGE_MAP_CULL"] = "1" if enabled else "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["KP3D_EDGE_MAP_CULL"]
+        else:
+            os.environ["KP3D_EDGE_MAP_CULL"] = old
 
 
 @functools.lru_cache(maxsize=64)
