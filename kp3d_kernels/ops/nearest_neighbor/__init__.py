@@ -39,7 +39,7 @@ def repulsion_loss(points: torch.Tensor, bandwidth: float, *, reduction: str = "
     Minimising it pushes keypoints apart up to about the bandwidth h.
 
     Example:
-        >>> points = torch.rand(4, 8, 2, requires_grad=True) * 2 - 1
+        >>> points = (torch.rand(4, 8, 2) * 2 - 1).requires_grad_()
         >>> loss = repulsion_loss(points, 0.25)
         >>> loss.backward()
         >>> loss.shape, points.grad.shape
