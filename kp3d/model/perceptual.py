@@ -18,7 +18,7 @@ Fallbacks (FALLBACKS):
 - "pyramid": L1 on pixels and on image gradients at several scales (no network at all);
 - "ssim": L1 plus (1 - SSIM) at several scales;
 - "l1": plain pixel L1.
-docs/training.md has the measurement that compares the fallbacks.
+docs/experiments.md has the measurements that chose the default.
 """
 
 import os
