@@ -19,15 +19,12 @@ within 15 minutes on two cores, set-up included), `gpu` (the default with one) a
 CI setting: seconds).
 """
 
-import math
 import os
 import sys
 import time
 
 import torch
 
-METRIC_KEYS = ("nme_2d", "nme_2d_mean_baseline", "nme_3d", "nme_3d_flat_baseline",
-               "structure_yaw_corr", "num_keypoints", "num_points")
 # (images the regressors are fit on, test images) by setting
 EVAL_IMAGES = {"cpu": (2000, 1000), "gpu": (2000, 1000), "tiny": (24, 16)}
 CPU_THREADS = 2
@@ -103,11 +100,4 @@ def run_demo(out="runs/demo", device=None, steps=None, tiny=False, seed=0, progr
     return metrics
 
 
-def ratio(a, b):
-    """a / b, or None where either is missing or b is 0."""
-    if a is None or b is None or not b or not math.isfinite(a) or not math.isfinite(b):
-        return None
-    return float(a) / float(b)
-
-
-__all__ = ["run_demo", "demo_config", "choose_setting", "EVAL_IMAGES", "METRIC_KEYS"]
+__all__ = ["run_demo", "demo_config", "choose_setting", "EVAL_IMAGES"]
