@@ -136,7 +136,7 @@ def build_config(preset: str | None = None, file: str | None = None,
 
 # ----------------------------------------------------------------------------- command line
 
-def _parser_of(kind, dest):
+def _parser_of(kind):
     if kind is bool:
         def parse(text):
             low = text.lower()
@@ -168,7 +168,7 @@ def add_arguments(parser: argparse.ArgumentParser):
         hints = typing.get_type_hints(cls)
         for f in fields(cls):
             dest = f"{section}.{f.name}"
-            convert, metavar = _parser_of(hints[f.name], dest)
+            convert, metavar = _parser_of(hints[f.name])
             meta = f.metadata
             group.add_argument(f"--{dest}", *meta.get("aliases", ()), dest=dest, type=convert,
                                metavar=metavar, default=argparse.SUPPRESS, help=meta.get("help") or None)

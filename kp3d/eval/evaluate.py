@@ -16,7 +16,7 @@ from .metrics import evaluate_keypoints, structure_yaw_correlation
 def predict_dataset(model, dataset, *, batch_size: int = 64, device="cpu",
                     num_workers: int = 0) -> dict:
     """Run the model over a dataset. Returns numpy arrays: keypoints_2d (N, K, 2) and, with the
-    3D branch, keypoints_3d, fitted_3d (N, K, 3) and rotation (N, 3, 3) (kp3d frame, [-1, 1];
+    3D branch, keypoints_3d and fitted_3d (N, K, 3) (kp3d frame, [-1, 1];
     see `predict`); and the dataset's landmarks_2d, landmarks_3d, visible, yaw_deg, index."""
     was_training = model.training
     model.eval()
@@ -25,7 +25,7 @@ def predict_dataset(model, dataset, *, batch_size: int = 64, device="cpu",
     acc = {}
     for batch in loader:
         pred = model.predict(batch["image"].to(device))
-        items = {k: pred[k] for k in ("keypoints_2d", "keypoints_3d", "fitted_3d", "rotation")
+        items = {k: pred[k] for k in ("keypoints_2d", "keypoints_3d", "fitted_3d")
                  if k in pred}
         for key in ("landmarks_2d", "landmarks_3d", "visible", "yaw_deg", "index"):
             if key in batch:
@@ -34,7 +34,6 @@ def predict_dataset(model, dataset, *, batch_size: int = 64, device="cpu",
             acc.setdefault(k, []).append(torch.as_tensor(v).cpu())
     model.train(was_training)
     return {k: torch.cat(v).numpy() for k, v in acc.items()}
-
 
 
 def evaluate_model(model, spec, *, split="test", image_size=None, device="cpu", batch_size=64,
