@@ -96,10 +96,11 @@ struct Projection {
   T t, rx, ry;
 };
 
+// The same, from the offsets dx = px - ax, dy = py - ay and dot = dx vx + dy vy (a caller that
+// visits a grid forms dx vx once per column and dy vy once per row).
 template <typename T>
-KP3D_HD Projection<T> project(const Segment<T>& s, T px, T py) {
-  const T dx = px - s.ax, dy = py - s.ay;
-  T t = (dx * s.vx + dy * s.vy) * s.inv_len2;
+KP3D_HD Projection<T> project_offset(const Segment<T>& s, T dx, T dy, T dot) {
+  T t = dot * s.inv_len2;
   t = T(1) < t ? T(1) : t;  // clamp to [0, 1] as two selects (vectorisable), keeping NaN
   t = t < T(0) ? T(0) : t;
   Projection<T> pr;
@@ -107,6 +108,12 @@ KP3D_HD Projection<T> project(const Segment<T>& s, T px, T py) {
   pr.rx = dx - t * s.vx;
   pr.ry = dy - t * s.vy;
   return pr;
+}
+
+template <typename T>
+KP3D_HD Projection<T> project(const Segment<T>& s, T px, T py) {
+  const T dx = px - s.ax, dy = py - s.ay;
+  return project_offset(s, dx, dy, dx * s.vx + dy * s.vy);
 }
 
 // f = d^2 / sigma (gaussian) or d / sigma (exp).
