@@ -42,6 +42,15 @@ std::vector<Segment<T>> make_segments(const T* kp, const T* w, const int64_t* ed
   return segs;
 }
 
+// exp(-cost), the pixel's output. A cost above 104 (float) or 746 (double) gives +0 without the
+// call: exp rounds to +0 there, and glibc takes a slow path (errno) for each such underflow,
+// which is most pixels of a sparse edge map.
+template <typename T>
+inline T score(T cost) {
+  const T underflow = sizeof(T) == sizeof(float) ? T(104) : T(746);
+  return cost > underflow ? T(0) : exp(-cost);
+}
+
 // The running argmin over edges for one image row; the falloff is a template argument so that
 // the pixel loop is branch-free and vectorises (with -fno-trapping-math -fno-math-errno, which
 // let GCC if-convert the float compares and sqrt without changing any result).
@@ -482,7 +491,7 @@ void forward_culled(const std::vector<std::vector<Segment<T>>>& segs, int64_t B,
         T* orow = o + (b * H + r0 + i) * W + c0;
         int32_t* wrow = win + (b * H + r0 + i) * W + c0;
         for (int64_t c = 0; c < cols; ++c) {
-          orow[c] = exp(-best[i * kTileCols + c]);
+          orow[c] = score(best[i * kTileCols + c]);
           wrow[c] = arg[i * kTileCols + c];  // the unused slots repeat pixels: not written
         }
       }
@@ -528,7 +537,7 @@ void forward_impl(const at::Tensor& keypoints, const at::Tensor& weights,
       T* orow = o + row * W;
       int32_t* wrow = win + row * W;
       for (int64_t c = 0; c < W; ++c) {
-        orow[c] = exp(-best[c]);
+        orow[c] = score(best[c]);
         wrow[c] = arg[c];
       }
     }
