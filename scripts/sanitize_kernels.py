@@ -5,14 +5,16 @@ compute-sanitizer runs (scripts/gpu_validate.sh).
         python scripts/sanitize_kernels.py cuda        # or triton; racecheck likewise
 
 The caching allocator is off so that memcheck sees each tensor's own bounds. Covers K = 2, 5, 33,
-both falloffs, shared and per-sample edge weights, float32 and float16 edge-map inputs, both
-soft-argmax normalisations, nearest neighbour and repulsion in D = 2 and 3.
+both falloffs, shared and per-sample edge weights, float32 and float16 edge-map inputs, the
+edge-map forward culled (wide and narrow lines) and not, every per-tile reduction of the Triton
+backward, both soft-argmax normalisations, nearest neighbour and repulsion in D = 2 and 3.
 """
 import sys
 
 import torch
 
 import kp3d_kernels as kk
+from kp3d_kernels.ops.edge_map import culling
 
 if len(sys.argv) < 2:
     sys.exit("usage: sanitize_kernels.py BACKEND[,BACKEND...] [DEVICE]")
@@ -28,8 +30,22 @@ for be in backends:
                 for dtype in (torch.float32, torch.float16):
                     kp = (torch.rand(B, K, 2, device=dev) * 2.2 - 1.1).to(dtype).requires_grad_()
                     w = (torch.rand(*wshape, device=dev)).to(dtype).requires_grad_()
-                    y = kk.edge_map(kp, w, (H, W), 0.05, falloff=falloff, backend=be)
-                    (y.float() * torch.randn_like(y.float())).sum().backward()
+                    # a wide and a narrow line (the narrow one culls most edges), culled and not
+                    for sigma, cull in ((0.05, True), (1e-3, True), (1e-3, False)):
+                        with culling(cull):
+                            y = kk.edge_map(kp, w, (H, W), sigma, falloff=falloff, backend=be)
+                        (y.float() * torch.randn_like(y.float())).sum().backward()
+        if be == "triton":
+            # the Triton backward's other per-tile reductions (not the default ones)
+            from kp3d_kernels.triton import edge_map as triton_edge_map
+
+            kp = torch.rand(B, K, 2, device=dev) * 2.2 - 1.1
+            w = torch.rand(B, E, device=dev)
+            edges = kk.all_pairs(K, dev)
+            out, winner = triton_edge_map.forward(kp, w, edges, H, W, 1e-3, True)
+            for mode in ("fused", "loop", "segmented", "onehot"):
+                triton_edge_map.backward(torch.randn_like(out), kp, w, edges, winner, 1e-3, True,
+                                         mode=mode)
         for norm in ("softmax", "sum"):
             h = torch.rand(B, K, H, W, device=dev)
             h.requires_grad_()
