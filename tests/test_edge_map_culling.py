@@ -8,10 +8,10 @@ all points in one tile, points far outside [-1, 1], zero-length segments, exact 
 edges, weights over nine decades, zero, NaN and infinite inputs.
 """
 
-import contextlib
 import math
 import os
 import zlib
+from unittest import mock
 
 import pytest
 import torch
@@ -64,26 +64,12 @@ def assert_culling_exact(backend, device, kp, w, size, sigma, gaussian, edges=No
         f"winner differs at {(win != ref_win).sum().item()} pixels")
     assert torch.equal(bits(out.cpu()), bits(ref_out.cpu())), "output bits differ"
     if backend == "cpu":
-        # the culled forward's portable path, which CPUs without AVX2 run
-        with culling(True), portable_cpu_path():
+        # the culled forward's portable path (KP3D_CPU_SIMD=0), which CPUs without AVX2 run
+        with culling(True), mock.patch.dict(os.environ, {"KP3D_CPU_SIMD": "0"}):
             out2, win2 = low_level(backend)(*args)
         assert torch.equal(win2, ref_win), "portable path: winners differ"
         assert torch.equal(bits(out2), bits(ref_out)), "portable path: output bits differ"
     return out.cpu(), win.cpu()
-
-
-@contextlib.contextmanager
-def portable_cpu_path():
-    """KP3D_CPU_SIMD=0: the CPU forward skips its AVX2 pieces."""
-    old = os.environ.get("KP3D_CPU_SIMD")
-    os.environ["KP3D_CPU_SIMD"] = "0"
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ["KP3D_CPU_SIMD"]
-        else:
-            os.environ["KP3D_CPU_SIMD"] = old
 
 
 def log_uniform(shape, lo, hi, seed, dtype):
