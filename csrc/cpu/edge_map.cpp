@@ -192,8 +192,8 @@ inline bool lex_better_number(T cost, int32_t e, T best, int32_t a) {
   return (cost < best) | ((cost == best) & (e < a));
 }
 
-// The largest best cost of a tile, NaN if any pixel's best is NaN (then nothing is culled).
-// Floats are compared through their order-preserving integer keys, so that the loops vectorise.
+// Order-preserving integer keys of floats (and back), through which the max and min loops below
+// compare costs, so that they vectorise.
 inline int32_t order_key(float x) {
   int32_t i;
   std::memcpy(&i, &x, sizeof(i));
@@ -398,8 +398,8 @@ KP3D_CPU_CLONES T finite_min(const T* __restrict x, int64_t n) {
   return from_order_key<T>(lo);
 }
 
-// A tile refreshes its worst best cost after every kRefresh edges it evaluates; after
-// kMaxPasses passes of rising bound the next one takes every edge left.
+// A tile refreshes its worst best cost after every kRefresh edges it evaluates; the last of its
+// (at most) kMaxPasses passes of rising bound takes every edge left.
 constexpr int kRefresh = 8;
 constexpr int kMaxPasses = 6;
 
@@ -427,9 +427,9 @@ void forward_culled(const std::vector<std::vector<Segment<T>>>& segs, int64_t B,
     int32_t arg[kTilePixels];
     std::vector<int32_t> list(E + 8);  // select_edges may write 7 past its count
     // The first tile's span: the cost at half the tile's diagonal.
-    const T px = W > 1 ? T(2) / T(W - 1) : T(0), py = H > 1 ? T(2) / T(H - 1) : T(0);
-    const T half_diag2 =
-        T(0.25) * (T(kTileCols * kTileCols) * px * px + T(kTileRows * kTileRows) * py * py);
+    const T pitch_x = W > 1 ? T(2) / T(W - 1) : T(0), pitch_y = H > 1 ? T(2) / T(H - 1) : T(0);
+    const T half_diag2 = T(0.25) * (T(kTileCols * kTileCols) * pitch_x * pitch_x +
+                                    T(kTileRows * kTileRows) * pitch_y * pitch_y);
     T span_hint = gaussian ? half_diag2 * inv_sigma : sqrt(half_diag2) * inv_sigma;
     if (!(span_hint > T(0) && span_hint < std::numeric_limits<T>::infinity())) span_hint = T(1);
     for (int64_t task = next.fetch_add(1); task < B * tiles; task = next.fetch_add(1)) {
@@ -484,7 +484,8 @@ void forward_culled(const std::vector<std::vector<Segment<T>>>& segs, int64_t B,
         worst = tile_worst(best);
         if (hi >= worst || hi == std::numeric_limits<T>::infinity()) break;
         lo = hi;
-        span = pass + 1 < kMaxPasses ? span * T(4) : std::numeric_limits<T>::infinity();
+        // the last of kMaxPasses passes takes every edge left
+        span = pass + 2 < kMaxPasses ? span * T(4) : std::numeric_limits<T>::infinity();
       }
       if (std::isfinite(worst - base) && worst - base > T(0)) span_hint = worst - base;
       for (int64_t i = 0; i < rows; ++i) {
