@@ -114,33 +114,61 @@ def rasterize(xy: np.ndarray, z: np.ndarray, faces: np.ndarray, size: int):
     return _rasterize_boxes(xy, z, faces, size)
 
 
-def _rasterize_rows(xy, z, faces, size):
-    """Scanline variant of ``rasterize`` (identical output): expands triangles to the exact pixel
-    span of each bounding-box row instead of the whole box; faster for larger images."""
-    S = size
+def _triangle_setup(xy, faces, S):
+    """What both expansions share: the triangles that cover at least one pixel centre's bounding
+    box and are not degenerate (ids), their integer pixel boxes (xmin, xmax, ymin, ymax; all
+    triangles), and per kept triangle the barycentric coefficients A, B, C (weight i at pixel
+    (x, y) is A_i x + B_i y + C_i). None when no triangle is kept."""
     x0, y0 = xy[faces[:, 0], 0], xy[faces[:, 0], 1]
     x1, y1 = xy[faces[:, 1], 0], xy[faces[:, 1], 1]
     x2, y2 = xy[faces[:, 2], 0], xy[faces[:, 2], 1]
     area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
-    xmin = np.maximum(np.ceil(np.minimum(np.minimum(x0, x1), x2)), 0)
-    xmax = np.minimum(np.floor(np.maximum(np.maximum(x0, x1), x2)), S - 1)
+    # (reductions over an axis of length 3 are slow in numpy: write them out)
+    xmin = np.maximum(np.ceil(np.minimum(np.minimum(x0, x1), x2)), 0).astype(np.int64)
+    xmax = np.minimum(np.floor(np.maximum(np.maximum(x0, x1), x2)), S - 1).astype(np.int64)
     ymin = np.maximum(np.ceil(np.minimum(np.minimum(y0, y1), y2)), 0).astype(np.int64)
     ymax = np.minimum(np.floor(np.maximum(np.maximum(y0, y1), y2)), S - 1).astype(np.int64)
-    h = ymax - ymin + 1
-    ok = (xmax >= xmin) & (h > 0) & (np.abs(area) > 1e-10)
-    ids = np.nonzero(ok)[0]
-    zbuf = np.full(S * S, -np.inf)
+    ids = np.nonzero((xmax >= xmin) & (ymax >= ymin) & (np.abs(area) > 1e-10))[0]
     if ids.size == 0:
-        e = np.zeros(0, np.int64)
-        return e, e, np.zeros((0, 3)), zbuf
+        return None
     x0, x1, x2, y0, y1, y2 = x0[ids], x1[ids], x2[ids], y0[ids], y1[ids], y2[ids]
     inv = 1.0 / area[ids]
-    # barycentric weight i = A_i x + B_i y + C_i
     A = np.stack([(y1 - y2) * inv, (y2 - y0) * inv, (y0 - y1) * inv], 1)
     B = np.stack([(x2 - x1) * inv, (x0 - x2) * inv, (x1 - x0) * inv], 1)
     C = np.stack([(x1 * y2 - x2 * y1) * inv, (x2 * y0 - x0 * y2) * inv, (x0 * y1 - x1 * y0) * inv], 1)
+    return ids, (xmin, xmax, ymin, ymax), A, B, C
+
+
+def _no_pixels(S):
+    e = np.zeros(0, np.int64)
+    return e, e, np.zeros((0, 3)), np.full(S * S, -np.inf)
+
+
+def _resolve_depth(pid, tri, bary, z, faces, S):
+    """Z-buffer the covered samples (flat pixel index, triangle, barycentric weights): the nearest
+    sample per pixel, one of them where depths tie (the last write wins)."""
+    fz = z[faces[tri]]
+    depth = bary[:, 0] * fz[:, 0] + bary[:, 1] * fz[:, 1] + bary[:, 2] * fz[:, 2]
+    zbuf = np.full(S * S, -np.inf)
+    np.maximum.at(zbuf, pid, depth)
+    win = depth >= zbuf[pid]
+    pid, tri, bary = pid[win], tri[win], bary[win]
+    owner = np.full(S * S, -1, np.int64)
+    owner[pid] = np.arange(pid.size)
+    first = owner[owner >= 0]
+    return pid[first], tri[first], bary[first], zbuf
+
+
+def _rasterize_rows(xy, z, faces, size):
+    """Scanline variant of ``rasterize`` (identical output): expands triangles to the exact pixel
+    span of each bounding-box row instead of the whole box; faster for larger images."""
+    S = size
+    setup = _triangle_setup(xy, faces, S)
+    if setup is None:
+        return _no_pixels(S)
+    ids, (xmin, xmax, ymin, ymax), A, B, C = setup
     # rows: one entry per (triangle, pixel row) of its bounding box
-    hh = h[ids]
+    hh = (ymax - ymin + 1)[ids]
     rt = np.repeat(np.arange(ids.size), hh)
     start = np.cumsum(hh) - hh
     ry = (ymin[ids][rt] + (np.arange(rt.size) - np.repeat(start, hh))).astype(np.float64)
@@ -163,17 +191,8 @@ def _rasterize_rows(xy, z, faces, size):
     py = ry[pr]
     tl = rt[pr]
     bary = A[tl] * px[:, None] + B[tl] * py[:, None] + C[tl]
-    tri = ids[tl]
-    fz = z[faces[tri]]
-    depth = bary[:, 0] * fz[:, 0] + bary[:, 1] * fz[:, 1] + bary[:, 2] * fz[:, 2]
     pid = py.astype(np.int64) * S + px.astype(np.int64)
-    np.maximum.at(zbuf, pid, depth)
-    win = depth >= zbuf[pid]
-    pid, tri, bary = pid[win], tri[win], bary[win]
-    owner = np.full(S * S, -1, np.int64)
-    owner[pid] = np.arange(pid.size)
-    first = owner[owner >= 0]
-    return pid[first], tri[first], bary[first], zbuf
+    return _resolve_depth(pid, ids[tl], bary, z, faces, S)
 
 
 def _rasterize_boxes(xy: np.ndarray, z: np.ndarray, faces: np.ndarray, size: int):
@@ -185,31 +204,11 @@ def _rasterize_boxes(xy: np.ndarray, z: np.ndarray, faces: np.ndarray, size: int
     empty). Fully vectorised: every triangle is expanded to the pixels of its bounding box.
     """
     S = size
-    v = xy[faces]  # (F, 3, 2)
-    x0, y0 = v[:, 0, 0], v[:, 0, 1]
-    x1, y1 = v[:, 1, 0], v[:, 1, 1]
-    x2, y2 = v[:, 2, 0], v[:, 2, 1]
-    area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
-    # (reductions over an axis of length 3 are slow in numpy: write them out)
-    xmin = np.maximum(np.ceil(np.minimum(np.minimum(x0, x1), x2)), 0).astype(np.int64)
-    xmax = np.minimum(np.floor(np.maximum(np.maximum(x0, x1), x2)), S - 1).astype(np.int64)
-    ymin = np.maximum(np.ceil(np.minimum(np.minimum(y0, y1), y2)), 0).astype(np.int64)
-    ymax = np.minimum(np.floor(np.maximum(np.maximum(y0, y1), y2)), S - 1).astype(np.int64)
-    w = xmax - xmin + 1
-    h = ymax - ymin + 1
-    ok = (w > 0) & (h > 0) & (np.abs(area) > 1e-10)
-    ids = np.nonzero(ok)[0]
-    zbuf = np.full(S * S, -np.inf)
-    if ids.size == 0:
-        e = np.zeros(0, np.int64)
-        return e, e, np.zeros((0, 3)), zbuf
-    x0, x1, x2, y0, y1, y2 = x0[ids], x1[ids], x2[ids], y0[ids], y1[ids], y2[ids]
-    inv = 1.0 / area[ids]
-    # barycentric weight i = A_i x + B_i y + C_i, as a (3 weights x 3 coefficients) table per triangle
-    coef = np.empty((ids.size, 9))
-    coef[:, 0], coef[:, 1], coef[:, 2] = (y1 - y2) * inv, (x2 - x1) * inv, (x1 * y2 - x2 * y1) * inv
-    coef[:, 3], coef[:, 4], coef[:, 5] = (y2 - y0) * inv, (x0 - x2) * inv, (x2 * y0 - x0 * y2) * inv
-    coef[:, 6], coef[:, 7], coef[:, 8] = (y0 - y1) * inv, (x1 - x0) * inv, (x0 * y1 - x1 * y0) * inv
+    setup = _triangle_setup(xy, faces, S)
+    if setup is None:
+        return _no_pixels(S)
+    ids, (xmin, xmax, ymin, ymax), A, B, C = setup
+    w, h = xmax - xmin + 1, ymax - ymin + 1
     n = (w * h)[ids]
     tri_local = np.repeat(np.arange(ids.size), n)
     start = np.cumsum(n) - n
@@ -217,26 +216,9 @@ def _rasterize_boxes(xy: np.ndarray, z: np.ndarray, faces: np.ndarray, size: int
     wl = w[ids][tri_local]
     px = xmin[ids][tri_local] + off % wl
     py = ymin[ids][tri_local] + off // wl
-    c = coef[tri_local]
-    fx, fy = px.astype(np.float64), py.astype(np.float64)
-    b0 = c[:, 0] * fx + c[:, 1] * fy + c[:, 2]
-    b1 = c[:, 3] * fx + c[:, 4] * fy + c[:, 5]
-    b2 = c[:, 6] * fx + c[:, 7] * fy + c[:, 8]
-    inside = (b0 >= -1e-7) & (b1 >= -1e-7) & (b2 >= -1e-7)
-    b0, b1, b2, tri_local, px, py = b0[inside], b1[inside], b2[inside], tri_local[inside], px[inside], py[inside]
-    tri = ids[tri_local]
-    fz = z[faces[tri]]
-    depth = b0 * fz[:, 0] + b1 * fz[:, 1] + b2 * fz[:, 2]
-    bary = np.stack([b0, b1, b2], 1)
-    pid = py * S + px
-    np.maximum.at(zbuf, pid, depth)
-    win = depth >= zbuf[pid]
-    pid, tri, bary = pid[win], tri[win], bary[win]
-    # ties: keep one sample per pixel (the last write wins)
-    owner = np.full(S * S, -1, np.int64)
-    owner[pid] = np.arange(pid.size)
-    first = owner[owner >= 0]
-    return pid[first], tri[first], bary[first], zbuf
+    bary = A[tri_local] * px[:, None].astype(np.float64) + B[tri_local] * py[:, None].astype(np.float64) + C[tri_local]
+    inside = (bary >= -1e-7).all(1)
+    return _resolve_depth(py[inside] * S + px[inside], ids[tri_local[inside]], bary[inside], z, faces, S)
 
 
 def shade(normals, albedo, spec_strength, light_dir, ambient: float, diffuse: float,
