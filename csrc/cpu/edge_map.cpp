@@ -299,13 +299,16 @@ struct LeftPack {
   }
 };
 
+// select_edges over the whole groups of 8 edges: appends to list[m...] and returns how many
+// edges it has read (E rounded down to a multiple of 8).
 __attribute__((target("avx2,popcnt"))) int64_t select_edges_avx2(const float* __restrict lower,
                                                                 int64_t E, float lo, float hi,
                                                                 float worst,
-                                                                int32_t* __restrict list) {
+                                                                int32_t* __restrict list,
+                                                                int64_t& m) {
   static const LeftPack pack;
   const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi), vw = _mm256_set1_ps(worst);
-  int64_t m = 0, e = 0;
+  int64_t e = 0;
   for (; e + 8 <= E; e += 8) {
     const __m256 l = _mm256_loadu_ps(lower + e);
     const __m256 keep = _mm256_and_ps(
@@ -318,12 +321,7 @@ __attribute__((target("avx2,popcnt"))) int64_t select_edges_avx2(const float* __
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(list + m), idx);
     m += _mm_popcnt_u32(static_cast<unsigned>(bits));
   }
-  for (; e < E; ++e) {
-    const float l = lower[e];
-    list[m] = static_cast<int32_t>(e);
-    m += !(l <= lo) & (l <= hi) & !(l > worst);
-  }
-  return m;
+  return e;
 }
 
 inline bool have_avx2() {
@@ -332,12 +330,17 @@ inline bool have_avx2() {
 }
 #endif
 
+// A switch read from the environment at each call: on unless set to "0".
+inline bool env_switch(const char* name) {
+  const char* v = std::getenv(name);
+  return v == nullptr || std::strcmp(v, "0") != 0;
+}
+
 // Whether the culled float32 forward may use the AVX2 pieces: the CPU has AVX2 and
 // KP3D_CPU_SIMD is not "0".
 inline bool use_avx2() {
 #ifdef KP3D_AVX2_TILE
-  const char* v = std::getenv("KP3D_CPU_SIMD");
-  return have_avx2() && (v == nullptr || std::strcmp(v, "0") != 0);
+  return have_avx2() && env_switch("KP3D_CPU_SIMD");
 #else
   return false;
 #endif
@@ -361,15 +364,15 @@ KP3D_CPU_CLONES T tile_worst(const T* __restrict best) {
 // The edges whose bound l has !(l <= lo), l <= hi and !(l > worst), in index order, into list
 // (which has room for 7 more entries); their count.
 template <typename T>
-int64_t select_edges(const T* __restrict lower, int64_t E, T lo, T hi, T worst, bool avx2,
-                     int32_t* __restrict list) {
+int64_t select_edges(const T* __restrict lower, int64_t E, T lo, T hi, T worst,
+                     [[maybe_unused]] bool avx2, int32_t* __restrict list) {
+  int64_t m = 0, e = 0;
 #ifdef KP3D_AVX2_TILE
   if constexpr (std::is_same_v<T, float>) {
-    if (avx2) return select_edges_avx2(lower, E, lo, hi, worst, list);
+    if (avx2) e = select_edges_avx2(lower, E, lo, hi, worst, list, m);
   }
 #endif
-  int64_t m = 0;
-  for (int64_t e = 0; e < E; ++e) {
+  for (; e < E; ++e) {
     const T l = lower[e];
     list[m] = static_cast<int32_t>(e);
     m += !(l <= lo) & (l <= hi) & !(l > worst);
@@ -379,10 +382,7 @@ int64_t select_edges(const T* __restrict lower, int64_t E, T lo, T hi, T worst, 
 
 // Whether the forward culls (the default). KP3D_EDGE_MAP_CULL=0 runs the all-edges loop instead:
 // the tests compare the two bit for bit and the benchmarks time them side by side.
-inline bool culling_enabled() {
-  const char* v = std::getenv("KP3D_EDGE_MAP_CULL");
-  return v == nullptr || std::strcmp(v, "0") != 0;
-}
+inline bool culling_enabled() { return env_switch("KP3D_EDGE_MAP_CULL"); }
 
 // The smallest finite value of x[0, n) (+inf if none). Through order keys: the loop vectorises.
 template <typename T>
